@@ -1,0 +1,118 @@
+"""Content-addressed artifact cache with atomic writes, checksums and per-key locks.
+
+An artifact is a directory named by the hash of everything it depends on. It is built in a
+temporary directory, its files' SHA-256 sums are written to meta.json last, and the directory
+is renamed into place in one step, so a reader never sees a partial artifact. On read the sums
+are verified; a corrupted artifact is reported, removed and recomputed. A file lock per key
+makes two processes sharing a cache compute each artifact once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+from harness import progress
+
+META = "meta.json"
+
+
+def stable_hash(*parts: Any) -> str:
+    """Hash of JSON-serialisable parts; equal inputs give equal keys across runs and machines."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class CorruptArtifact(RuntimeError):
+    pass
+
+
+class Cache:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    def get_or_compute(self, kind: str, key: str, compute: Callable[[Path], dict]) -> tuple[Path, dict]:
+        """Return (artifact dir, meta). `compute(tmp_dir)` writes files and returns metadata."""
+        final = self.path(kind, key)
+        meta = self._read_verified(final)
+        if meta is not None:
+            self.hits += 1
+            return final, meta
+        lock_dir = self.root / "locks"
+        lock_dir.mkdir(exist_ok=True)
+        with FileLock(str(lock_dir / f"{kind}-{key}.lock")):
+            meta = self._read_verified(final)  # another process may have built it meanwhile
+            if meta is not None:
+                self.hits += 1
+                return final, meta
+            self.misses += 1
+            tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir(parents=True)
+            try:
+                started = time.perf_counter()
+                info = compute(tmp) or {}
+                meta = {"kind": kind, "key": key, "info": info, "compute_s": round(time.perf_counter() - started, 3),
+                        "files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}}
+                write_json_atomic(tmp / META, meta)
+                if final.exists():
+                    shutil.rmtree(final)  # a corrupted predecessor, already reported
+                os.replace(tmp, final)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+            return final, meta
+
+    def _read_verified(self, final: Path) -> dict | None:
+        meta_path = final / META
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            for name, digest in meta["files"].items():
+                if file_sha256(final / name) != digest:
+                    raise CorruptArtifact(f"checksum mismatch in {name}")
+            return meta
+        except (CorruptArtifact, OSError, ValueError, KeyError) as exc:
+            progress.warn(f"cache artifact {final} is corrupted ({exc}); recomputing it")
+            quarantine = final.parent / f".corrupt-{final.name}-{uuid.uuid4().hex[:6]}"
+            try:
+                os.replace(final, quarantine)
+                shutil.rmtree(quarantine, ignore_errors=True)
+            except OSError:
+                pass
+            return None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

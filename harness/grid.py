@@ -1,0 +1,230 @@
+"""Grid files: TOML lists of datasets x scenarios x generators x sampling x classifiers x seeds.
+
+    name = "smoke"
+    seeds = 2                   # replicates per cell
+    splits = ["test"]           # real test splits to evaluate
+    cas = false                 # also train on synthetic only and report `cas`
+
+    [[dataset]]
+    name = "derm"               # plugin name; `label` optional, defaults to the name
+    scenarios = ["natural", "cap100"]
+    params = { n = 3000 }
+
+    [[generator]]
+    name = "oversample"
+    params = {}
+
+    [[sampling]]
+    strategy = "fair"
+    ratio = 1.0
+
+    [[classifier]]
+    name = "small_cnn"
+
+Every cell gets seeds derived by hashing its spec (never drawn at random), one per stage so
+that a generator trained once serves every classifier and sampling choice.
+"""
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.cache import stable_hash
+from harness.contracts import ConfigError
+from harness.sampling import SamplingSpec
+
+TOP_KEYS = {"name": str, "description": str, "seeds": int, "splits": list, "cas": bool, "min_group_n": int,
+            "dataset": list, "generator": list, "sampling": list, "classifier": list}
+PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
+DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
+SAMPLING_KEYS = {"strategy": str, "ratio": (int, float), "proportions": list}
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    kind: str
+    name: str
+    label: str
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "params": self.params}
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: PluginSpec
+    scenario: str
+    generator: PluginSpec
+    sampling: SamplingSpec | None
+    classifier: PluginSpec
+    seed_index: int
+
+    @property
+    def id(self) -> str:
+        sampling = self.sampling.label if self.sampling else "real"
+        return f"{self.dataset.label}/{self.scenario}/{self.generator.label}/{sampling}/{self.classifier.label}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "generator": self.generator.as_dict(),
+                "sampling": self.sampling.as_dict() if self.sampling else None,
+                "classifier": self.classifier.as_dict(), "seed_index": self.seed_index}
+
+    @property
+    def key(self) -> str:
+        return stable_hash(self.spec())
+
+    # Seeds per stage, derived from exactly what the stage depends on (common random numbers:
+    # every generator sees the same skewed split, every method the same classifier seed).
+    def seed(self, stage: str) -> int:
+        parts: dict[str, Any] = {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "seed_index": self.seed_index}
+        if stage in ("generator", "sampling"):
+            parts["generator"] = self.generator.as_dict()
+        if stage == "sampling":
+            parts["sampling"] = self.sampling.as_dict() if self.sampling else None
+        if stage == "classifier":
+            parts["classifier"] = self.classifier.as_dict()
+        return int(stable_hash(stage, parts), 16) % (2**31 - 1)
+
+
+@dataclass
+class Grid:
+    name: str
+    source: str  # file path or "builtin:NAME"
+    text: str
+    seeds: int
+    splits: list[str]
+    cas: bool
+    min_group_n: int
+    datasets: list[tuple[PluginSpec, list[str]]]
+    generators: list[PluginSpec]
+    samplings: list[SamplingSpec]
+    classifiers: list[PluginSpec]
+
+    def cells(self, produces_images: Callable[[PluginSpec], bool],
+              only: dict[str, list[str]] | None = None) -> list[Cell]:
+        """Expand the grid; generators that produce no images (real-only) get no sampling axis."""
+        cells = []
+        for dataset, scenarios in self.datasets:
+            for scenario in scenarios:
+                for generator in self.generators:
+                    samplings = self.samplings if produces_images(generator) else [None]
+                    for sampling in samplings:
+                        for classifier in self.classifiers:
+                            for seed_index in range(self.seeds):
+                                cell = Cell(dataset, scenario, generator, sampling, classifier, seed_index)
+                                if _selected(cell, only or {}):
+                                    cells.append(cell)
+        return cells
+
+
+def _selected(cell: Cell, only: dict[str, list[str]]) -> bool:
+    values = {"dataset": cell.dataset.label, "scenario": cell.scenario, "generator": cell.generator.label,
+              "classifier": cell.classifier.label, "sampling": cell.sampling.label if cell.sampling else "real"}
+    return all(values[key] in allowed for key, allowed in only.items())
+
+
+def parse_only(items: list[str]) -> dict[str, list[str]]:
+    """--only dataset=derm --only generator=none,oversample -> {"dataset": [...], ...}"""
+    keys = ("dataset", "scenario", "generator", "sampling", "classifier")
+    only: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in keys:
+            raise ConfigError(f"--only expects KEY=VALUE[,VALUE] with KEY one of {keys}, got '{item}'")
+        only.setdefault(key, []).extend(v for v in value.split(",") if v)
+    return only
+
+
+def builtin_grids() -> dict[str, str]:
+    folder = resources.files("harness") / "grids"
+    return {p.name[:-5]: p.name for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def load_grid(name_or_path: str | None = None) -> Grid:
+    """A path to a TOML file, or the name of a grid shipped with the package (default: smoke)."""
+    name_or_path = name_or_path or "smoke"
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"grid file not found: {path}")
+        return parse_grid(path.read_text(), str(path))
+    grids = builtin_grids()
+    if name_or_path not in grids:
+        close = difflib.get_close_matches(name_or_path, list(grids), n=2)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ConfigError(f"no grid file '{name_or_path}' and no built-in grid of that name.{hint} Built-in grids: {sorted(grids)}")
+    text = (resources.files("harness") / "grids" / grids[name_or_path]).read_text()
+    return parse_grid(text, f"builtin:{name_or_path}")
+
+
+def parse_grid(text: str, source: str = "<grid>") -> Grid:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    _check_keys(data, TOP_KEYS, source, "")
+    for section in ("dataset", "generator", "classifier"):
+        if not data.get(section):
+            raise ConfigError(f"{source}: the grid needs at least one [[{section}]] entry")
+    seeds = data.get("seeds", 3)
+    if seeds < 1:
+        raise ConfigError(f"{source}: key 'seeds' must be >= 1, got {seeds}")
+    splits = data.get("splits", ["test"])
+    if not splits or any(s not in ("test", "test_ood") for s in splits):
+        raise ConfigError(f"{source}: key 'splits' must list 'test' and/or 'test_ood', got {splits}")
+    datasets = []
+    for i, entry in enumerate(data["dataset"]):
+        where = f"dataset[{i}]"
+        _check_keys(entry, DATASET_KEYS, source, where)
+        scenarios = entry.get("scenarios", ["natural"])
+        if not scenarios:
+            raise ConfigError(f"{source}: {where}.scenarios is empty; list at least one scenario")
+        datasets.append((_plugin(entry, "dataset", source, where), list(scenarios)))
+    generators = [_plugin(e, "generator", source, f"generator[{i}]") for i, e in enumerate(data["generator"])]
+    classifiers = [_plugin(e, "classifier", source, f"classifier[{i}]") for i, e in enumerate(data["classifier"])]
+    samplings = []
+    for i, entry in enumerate(data.get("sampling", [{"strategy": "fair", "ratio": 1.0}])):
+        _check_keys(entry, SAMPLING_KEYS, source, f"sampling[{i}]")
+        try:
+            samplings.append(SamplingSpec(entry.get("strategy", "fair"), float(entry.get("ratio", 1.0)),
+                                          tuple(entry.get("proportions", ()))))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: sampling[{i}]: {exc}") from exc
+    for kind, specs in (("generator", generators), ("classifier", classifiers), ("dataset", [d for d, _ in datasets])):
+        labels = [s.label for s in specs]
+        dupes = sorted({l for l in labels if labels.count(l) > 1})
+        if dupes:
+            raise ConfigError(f"{source}: two [[{kind}]] entries share the label {dupes}; give one a distinct `label`")
+    return Grid(data.get("name", Path(source).stem), source, text, seeds, list(splits), data.get("cas", False),
+                data.get("min_group_n", 10), datasets, generators, samplings, classifiers)
+
+
+def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:
+    _check_keys(entry, PLUGIN_KEYS if kind != "dataset" else DATASET_KEYS, source, where)
+    if "name" not in entry:
+        raise ConfigError(f"{source}: {where} needs a `name` (the {kind} plugin to use)")
+    return PluginSpec(kind, entry["name"], entry.get("label", entry["name"]), dict(entry.get("params", {})))
+
+
+def _check_keys(entry: dict, allowed: dict, source: str, where: str) -> None:
+    prefix = f"{where}." if where else ""
+    for key, value in entry.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed keys: {sorted(allowed)}"
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+        if not _type_ok(value, allowed[key]):
+            expected = allowed[key]
+            name = expected.__name__ if isinstance(expected, type) else "number"
+            raise ConfigError(f"{source}: key '{prefix}{key}' must be {name}, got {type(value).__name__} {value!r}")
+
+
+def _type_ok(value: Any, expected: type | tuple) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    return not isinstance(value, bool) and isinstance(value, expected)

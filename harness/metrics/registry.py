@@ -1,0 +1,125 @@
+"""The one registry of metric functions the leaderboard reads.
+
+A metric is a pure function of an EvalInput (arrays only: no torch, no plugins) that returns a
+float, or a MetricValue carrying the reason when the value is NaN. Each metric declares its
+name, version, direction (which way is better), whether it is scale dependent (shown ×100 in
+the percent view) and the tolerance `harness check` allows by default.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable
+
+import numpy as np
+
+HIGHER, LOWER = "higher", "lower"
+
+
+@dataclass
+class EvalInput:
+    y_true: np.ndarray  # (N,) class codes, or (N, L) multi-hot
+    proba: np.ndarray  # (N, K) predicted probabilities
+    groups: np.ndarray  # (N,) codes of the primary sensitive attribute; -1 = unknown
+    group_names: list[str]
+    min_group_n: int = 10
+    high_risk: tuple[int, ...] = ()
+    attribute: str = ""
+
+    @cached_property
+    def y_pred(self) -> np.ndarray:
+        return np.argmax(self.proba, axis=1)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.proba.shape[1])
+
+    def group_masks(self) -> dict[str, np.ndarray]:
+        """One boolean mask per declared group (unknown -1 excluded)."""
+        return {name: self.groups == code for code, name in enumerate(self.group_names)}
+
+
+@dataclass
+class MetricValue:
+    value: float
+    reason: str = ""  # why the value is NaN, or how many groups an aggregate skipped
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: Callable[[EvalInput], "float | MetricValue"]
+    direction: str
+    version: str = "1"
+    scale_dependent: bool = True
+    tolerance: float = 0.02
+    description: str = ""
+
+    def __call__(self, inp: EvalInput) -> MetricValue:
+        result = self.fn(inp)
+        if not isinstance(result, MetricValue):
+            result = MetricValue(float(result))
+        result.value = float(result.value)
+        if math.isnan(result.value) and not result.reason:
+            result.reason = "undefined"
+        return result
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, direction: str, version: str = "1", scale_dependent: bool = True,
+                    tolerance: float = 0.02, description: str = "") -> Callable:
+    if direction not in (HIGHER, LOWER):
+        raise ValueError(f"metric '{name}': direction must be '{HIGHER}' or '{LOWER}'")
+
+    def decorate(fn: Callable) -> Callable:
+        if name in METRICS:
+            raise ValueError(f"metric '{name}' is registered twice ({METRICS[name].fn.__module__} and {fn.__module__})")
+        doc_line = ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+        METRICS[name] = Metric(name, fn, direction, version, scale_dependent, tolerance, description or doc_line)
+        return fn
+
+    return decorate
+
+
+def get_metric(name: str) -> Metric:
+    if name not in METRICS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(METRICS), n=3)
+        raise KeyError(f"unknown metric '{name}'" + (f"; did you mean {close}?" if close else f"; known: {sorted(METRICS)}"))
+    return METRICS[name]
+
+
+def per_group(inp: EvalInput, value_fn: Callable[[np.ndarray], float]) -> dict[str, MetricValue]:
+    """Evaluate value_fn(mask) per group; groups under min_group_n are NaN with the reason."""
+    out: dict[str, MetricValue] = {}
+    for name, mask in inp.group_masks().items():
+        n = int(mask.sum())
+        if n == 0:
+            out[name] = MetricValue(math.nan, "empty group", {"n": 0})
+        elif n < inp.min_group_n:
+            out[name] = MetricValue(math.nan, f"n={n} < min_group_n={inp.min_group_n}", {"n": n})
+        else:
+            value = float(value_fn(mask))
+            out[name] = MetricValue(value, "" if not math.isnan(value) else "undefined in group", {"n": n})
+    return out
+
+
+def aggregate(values: dict[str, MetricValue], reduce: Callable[[list[float]], float]) -> MetricValue:
+    """Reduce group values, skipping NaN groups and saying how many were skipped."""
+    valid = [v.value for v in values.values() if not math.isnan(v.value)]
+    skipped = [name for name, v in values.items() if math.isnan(v.value)]
+    note = f"skipped {len(skipped)} group(s): {', '.join(skipped)}" if skipped else ""
+    if len(valid) < 2 and reduce is not min:
+        return MetricValue(math.nan, f"needs at least 2 valid groups, got {len(valid)}" + (f"; {note}" if note else ""))
+    if not valid:
+        return MetricValue(math.nan, "no valid group" + (f"; {note}" if note else ""))
+    return MetricValue(float(reduce(valid)), note)
+
+
+def compute_metrics(inp: EvalInput, names: list[str] | None = None) -> dict[str, MetricValue]:
+    return {name: METRICS[name](inp) for name in (names or list(METRICS))}
