@@ -56,6 +56,9 @@ class Metric:
     scale_dependent: bool = True
     tolerance: float = 0.02
     description: str = ""
+    #: what the metric is computed from: "predictions" (the augmented classifier on real test
+    #: images), "cas" (the classifier trained on synthetic images only) or "fidelity" (images)
+    source: str = "predictions"
 
     def __call__(self, inp: EvalInput) -> MetricValue:
         result = self.fn(inp)
@@ -71,7 +74,7 @@ METRICS: dict[str, Metric] = {}
 
 
 def register_metric(name: str, direction: str, version: str = "1", scale_dependent: bool = True,
-                    tolerance: float = 0.02, description: str = "") -> Callable:
+                    tolerance: float = 0.02, description: str = "", source: str = "predictions") -> Callable:
     if direction not in (HIGHER, LOWER):
         raise ValueError(f"metric '{name}': direction must be '{HIGHER}' or '{LOWER}'")
 
@@ -79,7 +82,7 @@ def register_metric(name: str, direction: str, version: str = "1", scale_depende
         if name in METRICS:
             raise ValueError(f"metric '{name}' is registered twice ({METRICS[name].fn.__module__} and {fn.__module__})")
         doc_line = ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-        METRICS[name] = Metric(name, fn, direction, version, scale_dependent, tolerance, description or doc_line)
+        METRICS[name] = Metric(name, fn, direction, version, scale_dependent, tolerance, description or doc_line, source)
         return fn
 
     return decorate
@@ -121,5 +124,6 @@ def aggregate(values: dict[str, MetricValue], reduce: Callable[[list[float]], fl
     return MetricValue(float(reduce(valid)), note)
 
 
-def compute_metrics(inp: EvalInput, names: list[str] | None = None) -> dict[str, MetricValue]:
-    return {name: METRICS[name](inp) for name in (names or list(METRICS))}
+def compute_metrics(inp: EvalInput, source: str = "predictions") -> dict[str, MetricValue]:
+    """Every registered metric of that source, evaluated on one set of predictions."""
+    return {name: metric(inp) for name, metric in METRICS.items() if metric.source == source}

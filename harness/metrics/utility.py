@@ -33,3 +33,9 @@ def worst_group_acc(inp: EvalInput) -> MetricValue:
 @register_metric("gap_acc", LOWER, description="best minus worst group accuracy (Ktena's fairness gap)")
 def gap_acc(inp: EvalInput) -> MetricValue:
     return aggregate(group_accuracy(inp), lambda v: max(v) - min(v))
+
+
+@register_metric("cas", HIGHER, source="cas",
+                 description="classification accuracy score: acc of a classifier trained on synthetic images only")
+def cas(inp: EvalInput) -> float:
+    return accuracy(inp)
