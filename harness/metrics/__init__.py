@@ -1,8 +1,10 @@
 """Metrics: pure functions over arrays, registered once, used by every leaderboard."""
-from harness.metrics import utility  # noqa: F401  (registers the metrics)
-from harness.metrics.registry import (HIGHER, LOWER, METRICS, EvalInput, Metric, MetricValue, aggregate,
+from harness.metrics import fairness, utility  # noqa: F401  (registers the metrics)
+from harness.metrics.registry import (ALIASES, HIGHER, LOWER, METRICS, EvalInput, Metric, MetricValue, aggregate,
                                       compute_metrics, get_metric, per_group, register_metric)
-from harness.metrics.utility import group_accuracy
+from harness.metrics.report import group_report, group_reports
+from harness.metrics.utility import gap_metric_name, group_accuracy, group_auc
 
-__all__ = ["HIGHER", "LOWER", "METRICS", "EvalInput", "Metric", "MetricValue", "aggregate", "compute_metrics",
-           "get_metric", "per_group", "register_metric", "group_accuracy"]
+__all__ = ["ALIASES", "HIGHER", "LOWER", "METRICS", "EvalInput", "Metric", "MetricValue", "aggregate",
+           "compute_metrics", "get_metric", "per_group", "register_metric", "group_report", "group_reports",
+           "gap_metric_name", "group_accuracy", "group_auc"]

@@ -20,16 +20,34 @@ HIGHER, LOWER = "higher", "lower"
 @dataclass
 class EvalInput:
     y_true: np.ndarray  # (N,) class codes, or (N, L) multi-hot
-    proba: np.ndarray  # (N, K) predicted probabilities
+    proba: np.ndarray  # (N, K) predicted probabilities (multilabel: one per label)
     groups: np.ndarray  # (N,) codes of the primary sensitive attribute; -1 = unknown
     group_names: list[str]
     min_group_n: int = 10
     high_risk: tuple[int, ...] = ()
     attribute: str = ""
+    # intermediate arrays shared by several metrics (group counts, AUCs), filled on first use
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def multilabel(self) -> bool:
+        return np.ndim(self.y_true) == 2
+
+    @property
+    def binary(self) -> bool:
+        return not self.multilabel and self.num_classes == 2
 
     @cached_property
     def y_pred(self) -> np.ndarray:
+        """Argmax class (N,), or for multilabel the (N, L) 0/1 matrix proba >= 0.5."""
+        if self.multilabel:
+            return (self.proba >= 0.5).astype(np.int64)
         return np.argmax(self.proba, axis=1)
+
+    def memo(self, key: str, compute: Callable[[], object]) -> object:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def num_classes(self) -> int:
@@ -71,6 +89,8 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {}
+# older names that still resolve (get_metric, compute_metrics) without a second column
+ALIASES: dict[str, str] = {"worst_group_acc": "worst_acc", "gap_auc": "auc_gap"}
 
 
 def register_metric(name: str, direction: str, version: str = "1", scale_dependent: bool = True,
@@ -89,6 +109,7 @@ def register_metric(name: str, direction: str, version: str = "1", scale_depende
 
 
 def get_metric(name: str) -> Metric:
+    name = ALIASES.get(name, name)
     if name not in METRICS:
         import difflib
 
