@@ -89,7 +89,7 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {}
-# older names that still resolve (get_metric, compute_metrics) without a second column
+# older names that get_metric still resolves, without a second leaderboard column
 ALIASES: dict[str, str] = {"worst_group_acc": "worst_acc", "gap_auc": "auc_gap"}
 
 

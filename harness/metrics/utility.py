@@ -140,3 +140,9 @@ def auc_gap(inp: EvalInput) -> MetricValue:
 def gap_metric_name(primary_metric: str) -> str:
     """The registered name of the best-minus-worst gap for a dataset's primary metric."""
     return "auc_gap" if primary_metric == "auc" else f"gap_{primary_metric}"
+
+
+@register_metric("cas", HIGHER, source="cas", tolerance=0.02,
+                 description="classification accuracy score: acc of a classifier trained on synthetic images only")
+def cas(inp: EvalInput) -> float:
+    return acc(inp)
