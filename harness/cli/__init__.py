@@ -1,0 +1,49 @@
+"""The `harness` command: a thin face over the runner, the leaderboard and the registry.
+
+One module per verb; each defines `add_parser(subparsers)` and sets `func` on its parser.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness.cache import CorruptArtifact
+from harness.contracts import ConfigError
+from harness.data import DataError
+from harness.registry import PluginError
+
+VERBS = ("run", "ls", "leaderboard", "check", "validate_plugin")
+USER_ERRORS = (ConfigError, PluginError, DataError, FileNotFoundError, CorruptArtifact, ValueError, KeyError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in VERBS:
+        importlib.import_module(f"harness.cli.{verb}").add_parser(subparsers)
+    return parser
+
+
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugins", action="append", default=[], metavar="FILE",
+                        help="a Python file with plugins to load (repeatable)")
+    parser.add_argument("--block", action="append", default=[], metavar="NAME",
+                        help="skip a plugin or an entry point by name (repeatable)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""`harness ls`: list plugins with kind, version and origin."""
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from harness.cli import add_plugin_options
+from harness.registry import Registry
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("ls", help="list plugins (kind, version, origin)")
+    p.add_argument("--kind", choices=["dataset", "generator", "classifier"], help="only this kind")
+    add_plugin_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = Registry(args.plugins, args.block)
+    rows = [[p.kind, p.name, p.version, p.origin] for p in registry.all() if not args.kind or p.kind == args.kind]
+    print(tabulate(rows, headers=["kind", "name", "version", "origin"]))
+    return 0

@@ -1,0 +1,60 @@
+"""`harness run [GRID]`: run a grid (a TOML file or a built-in name; default: smoke)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness import progress
+from harness.cli import add_plugin_options
+from harness.grid import load_grid, parse_only
+from harness.leaderboard import load_summary, render
+from harness.registry import Registry
+from harness.runner import run_grid
+
+DEFAULT_CACHE = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run a grid and print its leaderboard",
+                              description="Run every cell of a grid; cached stages are reused, so a rerun only "
+                                          "computes what is missing and an interrupted run resumes.")
+    p.add_argument("grid", nargs="?", default="smoke", help="grid file, or a built-in grid name (default: smoke)")
+    p.add_argument("--out", type=Path, help="run folder (default: runs/<grid name>)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"artifact cache (default: {DEFAULT_CACHE}; env HARNESS_CACHE)")
+    p.add_argument("--executor", default="serial", help="serial (default) or process")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for --executor process")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="run a part of the grid, e.g. --only dataset=derm --only generator=none,oversample")
+    p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
+    p.add_argument("--exit-on-error", action="store_true", help="stop at the first failing cell")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
+    add_plugin_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    grid = load_grid(args.grid)
+    only = parse_only(args.only)
+    if args.dry_run:
+        registry = Registry(args.plugins, args.block)
+        cells = grid.cells(lambda s: registry.get("generator", s.name).cls.produces_images, only)
+        for cell in cells:
+            print(f"{cell.id} #s{cell.seed_index}")
+        print(f"{len(cells)} cells", file=sys.stderr)
+        return 0
+    progress.QUIET = args.quiet
+    out = args.out or Path("runs") / grid.name
+    summary = run_grid(grid, out, args.cache, args.executor, args.workers, args.plugins, args.block, only,
+                       args.exit_on_error)
+    if not args.quiet:
+        try:
+            print(render(load_summary(out)))
+        except FileNotFoundError:
+            pass
+    print(f"{summary.cells} cells: {summary.computed} computed, {summary.reused} reused from {out}, "
+          f"{len(summary.failed)} failed; {summary.wall_s:.1f} s", file=sys.stderr)
+    for failure in summary.failed:
+        print(f"  FAILED {failure['cell_id']} #s{failure['seed_index']}: {failure['error']}", file=sys.stderr)
+    return 1 if summary.failed else 0

@@ -1,0 +1,405 @@
+"""The runner: expands a grid into cells, runs each cell's stages through the cache, and
+writes one result record per (cell, seed, split).
+
+A cell's stages, each an artifact keyed by what it depends on:
+  splits (dataset) -> skewed train (scenario) -> trained generator -> synthetic set (sampling)
+  -> classifier predictions on the real test splits (augmented, and synthetic-only for CAS).
+A failing stage fails only its cell: the record names the stage, the plugin and the error,
+and the grid goes on.
+"""
+from __future__ import annotations
+
+import difflib
+import resource
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness import progress, records
+from harness.cache import Cache, stable_hash, write_json_atomic
+from harness.contracts import ConfigError, Dataset, Generator
+from harness.data import DataError, ImageSet, Splits
+from harness.executors import make_executor
+from harness.grid import Cell, Grid, PluginSpec
+from harness.manifest import build_manifest
+from harness.metrics import EvalInput, compute_metrics, group_accuracy
+from harness.registry import Registry
+from harness.sampling import plan_requests
+
+#: the dataset is realised once with this seed so every cell shares one test set; replicate
+#: seeds vary the scenario cut, the generator and the classifier instead
+DATA_SEED = 0
+
+
+class PluginOutputError(RuntimeError):
+    """A plugin returned something that breaks its contract."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a worker needs to run a cell; picklable so process workers can receive it."""
+
+    cache_root: str
+    run_dir: str
+    plugin_files: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ("test",)
+    cas: bool = False
+    min_group_n: int = 10
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    cells: int
+    computed: int
+    reused: int
+    failed: list[dict] = field(default_factory=list)
+    cache_misses: int = 0
+    wall_s: float = 0.0
+
+
+_REGISTRIES: dict[tuple, Registry] = {}
+
+
+def _registry(ctx: RunContext) -> Registry:
+    key = (ctx.plugin_files, ctx.blocked)
+    if key not in _REGISTRIES:
+        _REGISTRIES[key] = Registry(ctx.plugin_files, ctx.blocked)
+    return _REGISTRIES[key]
+
+
+# -- the run ---------------------------------------------------------------------------------
+def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial", workers: int = 2,
+             plugin_files: list[str] = (), blocked: list[str] = (), only: dict | None = None,
+             exit_on_error: bool = False) -> RunSummary:
+    started = time.perf_counter()
+    ctx = RunContext(str(cache_dir), str(run_dir), tuple(str(p) for p in plugin_files), tuple(blocked),
+                     tuple(grid.splits), grid.cas, grid.min_group_n)
+    registry = _registry(ctx)
+    check_grid(grid, registry)
+    cells = grid.cells(lambda spec: registry.get("generator", spec.name).cls.produces_images, only)
+    if not cells:
+        raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
+    run_dir = Path(run_dir)
+    (run_dir / records.PREDICTIONS).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / records.MANIFEST, build_manifest(
+        grid.source, grid.text, [{"kind": p.kind, "name": p.name, "version": p.version, "origin": p.origin}
+                                 for p in registry.all()],
+        {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {}}))
+
+    existing = records.load(run_dir)
+    done = {r["cell_key"] for r in existing if r.get("status") == "ok"}
+    kept = [r for r in existing if r.get("status") == "ok"]  # failed cells are retried
+    todo = [c for c in cells if c.key not in done]
+    summary = RunSummary(run_dir, len(cells), 0, len(cells) - len(todo))
+    if summary.reused:
+        progress.info(f"resuming: {summary.reused} of {len(cells)} cells already in {run_dir / records.RESULTS}")
+    records.rewrite(run_dir, kept)
+
+    bar = progress.bar(len(todo), desc=grid.name)
+    runner = partial(run_cell, ctx=ctx)
+    try:
+        for cell, result in make_executor(executor, workers).map_unordered(runner, todo):
+            if isinstance(result, BaseException):
+                result = [failure_record(cell, "worker", "", result)]
+            records.append(run_dir, result)
+            kept.extend(result)
+            summary.computed += 1
+            bar.set_postfix_str(cell.id + f" #s{cell.seed_index}", refresh=False)
+            bar.update(1)
+            if result and result[0]["status"] == "failed":
+                summary.failed.append(result[0])
+                progress.warn(f"cell {cell.id} seed {cell.seed_index} failed: {result[0]['error']}")
+                if exit_on_error:
+                    break
+    finally:
+        bar.close()
+        order = {c.key: i for i, c in enumerate(cells)}
+        kept.sort(key=lambda r: (order.get(r["cell_key"], len(order)), r["cell_key"], r.get("split") or ""))
+        records.rewrite(run_dir, kept)
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def check_grid(grid: Grid, registry: Registry) -> None:
+    """Resolve every plugin, parameter and scenario before anything runs, so config errors
+    surface at once with the grid file and key, not hours into a run."""
+    def resolve(spec: PluginSpec, where: str) -> Any:
+        try:
+            info = registry.get(spec.kind, spec.name)
+            info.cls.resolve_params(spec.params)
+            return info
+        except ConfigError as exc:
+            raise ConfigError(f"{grid.source}: [[{where}]] '{spec.label}': {exc}") from exc
+
+    for dataset_spec, scenarios in grid.datasets:
+        info = resolve(dataset_spec, "dataset")
+        known = info.cls(**dataset_spec.params).scenarios()
+        for name in scenarios:
+            if name not in known:
+                close = difflib.get_close_matches(name, list(known), n=2)
+                hint = f" Did you mean {close}?" if close else ""
+                raise ConfigError(f"{grid.source}: dataset '{dataset_spec.label}' has no scenario '{name}'.{hint} "
+                                  f"Its scenarios: {sorted(known)}")
+    for spec in grid.generators:
+        resolve(spec, "generator")
+    for spec in grid.classifiers:
+        resolve(spec, "classifier")
+
+
+# -- one cell --------------------------------------------------------------------------------
+def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
+    stage, plugin = "setup", ""
+    try:
+        registry = _registry(ctx)
+        cache = Cache(ctx.cache_root)
+        stage, plugin = "dataset", f"dataset '{cell.dataset.name}'"
+        dataset: Dataset = registry.create("dataset", cell.dataset.name, cell.dataset.params)
+        splits_key, splits = _splits(cache, dataset)
+        stage = "scenario"
+        train_key, train, scenario_report = _scenario(cache, dataset, splits_key, splits, cell)
+        generator_info: dict[str, Any] = {}
+        synthetic_key, synthetic = None, None
+        stage, plugin = "generator fit", f"generator '{cell.generator.name}'"
+        generator: Generator = registry.create("generator", cell.generator.name, cell.generator.params)
+        if generator.produces_images:
+            generator_key, generator_info = _fit_generator(cache, generator, train_key, train, splits, cell)
+            stage = "generator sample"
+            synthetic_key, synthetic, sample_info = _synthesise(cache, registry, cell, generator_key, train,
+                                                                dataset.primary_attribute)
+            generator_info = {**generator_info, **sample_info}
+        stage, plugin = "classifier", f"classifier '{cell.classifier.name}'"
+        augmented = train if synthetic is None else train.concat(synthetic)
+        predictions = _predict(cache, registry, cell, "augmented", (train_key, synthetic_key), augmented, splits, ctx)
+        cas_predictions = None
+        if ctx.cas and synthetic is not None:
+            stage = "classifier (synthetic only, for CAS)"
+            cas_predictions = _predict(cache, registry, cell, "cas", (synthetic_key,), synthetic, splits, ctx)
+        stage, plugin = "metrics", ""
+        return _records(cell, ctx, dataset, splits, train, synthetic, predictions, cas_predictions,
+                        {"splits": splits_key, "train": train_key, "synthetic": synthetic_key},
+                        scenario_report, generator_info)
+    except Exception as exc:  # one cell's failure must not stop the grid
+        return [failure_record(cell, stage, plugin, exc)]
+
+
+def failure_record(cell: Cell, stage: str, plugin: str, exc: BaseException) -> dict:
+    who = f"{plugin} " if plugin else ""
+    return {"cell_id": cell.id, "cell_key": cell.key, "seed_index": cell.seed_index, "split": None,
+            "status": "failed", "stage": stage, "spec": cell.spec(),
+            "error": f"{who}failed in stage '{stage}': {type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc))[-4000:]}
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _splits(cache: Cache, dataset: Dataset) -> tuple[str, Splits]:
+    key = stable_hash("splits", dataset.name, dataset.version, dataset.params, DATA_SEED)
+
+    def compute(tmp: Path) -> dict:
+        splits = dataset.load(DATA_SEED)
+        if not isinstance(splits, Splits):
+            raise PluginOutputError(f"load() must return harness.Splits, got {type(splits).__name__}")
+        splits.validate(f"dataset '{dataset.name}'")
+        for name, split in splits.items():
+            split.save(tmp / f"{name}.npz")
+        return {"sizes": {name: len(split) for name, split in splits.items()}}
+
+    path, meta = cache.get_or_compute("splits", key, compute)
+    return key, Splits(**{name: ImageSet.load(path / f"{name}.npz") for name in meta["info"]["sizes"]})
+
+
+def _scenario(cache: Cache, dataset: Dataset, splits_key: str, splits: Splits, cell: Cell):
+    scenario = dataset.scenarios()[cell.scenario]
+    seed = cell.seed("scenario")
+    key = stable_hash("scenario", splits_key, cell.scenario, scenario.spec, seed)
+
+    def compute(tmp: Path) -> dict:
+        train, report = scenario.apply(splits.train, seed)
+        if len(train) == 0:
+            raise DataError(f"scenario '{cell.scenario}' removed every training sample")
+        train.save(tmp / "train.npz")
+        return {"report": report}
+
+    path, meta = cache.get_or_compute("train", key, compute)
+    return key, ImageSet.load(path / "train.npz"), meta["info"]["report"]
+
+
+def _fit_generator(cache: Cache, generator: Generator, train_key: str, train: ImageSet, splits: Splits,
+                   cell: Cell) -> tuple[str, dict]:
+    seed = cell.seed("generator")
+    key = stable_hash("generator", train_key, generator.name, generator.version, generator.params, seed)
+
+    def compute(tmp: Path) -> dict:
+        generator.stats = {}
+        started = time.perf_counter()
+        generator.fit(train, seed, splits.unlabeled)
+        fit_s = time.perf_counter() - started
+        (tmp / "state").mkdir()
+        generator.save(tmp / "state")
+        return {"fit_s": round(fit_s, 3), "peak_rss_mb": _peak_rss_mb(), "stats": dict(generator.stats)}
+
+    _, meta = cache.get_or_compute("generator", key, compute)
+    return key, {"generator_key": key, "fit_s": meta["info"]["fit_s"], "fit_peak_rss_mb": meta["info"]["peak_rss_mb"],
+                 "fit_stats": meta["info"]["stats"]}
+
+
+def _synthesise(cache: Cache, registry: Registry, cell: Cell, generator_key: str, train: ImageSet,
+                attribute: str) -> tuple[str, ImageSet, dict]:
+    seed = cell.seed("sampling")
+    key = stable_hash("synthetic", generator_key, cell.sampling.as_dict(), seed)
+
+    def compute(tmp: Path) -> dict:
+        generator: Generator = registry.create("generator", cell.generator.name, cell.generator.params)
+        generator.stats = {}
+        generator.load(cache.path("generator", generator_key) / "state")
+        labels, attributes = plan_requests(train, attribute, cell.sampling, seed)
+        started = time.perf_counter()
+        images = generator.sample(labels, attributes, seed)
+        sample_s = time.perf_counter() - started
+        _check_images(images, len(labels), train.image_shape)
+        ids = np.array([f"syn-{key[:8]}-{i}" for i in range(len(labels))])
+        synthetic = ImageSet(images, labels, attributes, train.label_names, train.attribute_vocab, ids,
+                             np.full(len(labels), f"synthetic:{cell.generator.label}"))
+        synthetic.save(tmp / "synthetic.npz")
+        return {"sample_s": round(sample_s, 3), "images_per_s": round(len(labels) / max(sample_s, 1e-9), 2),
+                "stats": dict(generator.stats)}
+
+    path, meta = cache.get_or_compute("synthetic", key, compute)
+    info = meta["info"]
+    return key, ImageSet.load(path / "synthetic.npz"), {
+        "synthetic_key": key, "sample_s": info["sample_s"], "sample_images_per_s": info["images_per_s"],
+        "sample_stats": info["stats"]}
+
+
+def _check_images(images: Any, n: int, shape: tuple[int, int, int]) -> None:
+    if not isinstance(images, np.ndarray):
+        raise PluginOutputError(f"sample() must return a numpy array, got {type(images).__name__}")
+    if images.dtype != np.uint8:
+        raise PluginOutputError(f"sample() must return uint8 images, got dtype {images.dtype}")
+    if images.shape != (n, *shape):
+        raise PluginOutputError(f"sample() returned images of shape {images.shape}; expected {(n, *shape)} "
+                                f"({n} requested rows, training images {shape})")
+
+
+def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: tuple, train: ImageSet,
+             splits: Splits, ctx: RunContext) -> dict[str, np.ndarray]:
+    classifier = registry.create("classifier", cell.classifier.name, cell.classifier.params)
+    seed = cell.seed("classifier")
+    eval_splits = {name: s for name, s in splits.test_splits().items() if name in ctx.splits}
+    key = stable_hash("predictions", mode, upstream, classifier.name, classifier.version, classifier.params, seed,
+                      sorted(eval_splits))
+
+    def compute(tmp: Path) -> dict:
+        started = time.perf_counter()
+        classifier.fit(train, splits.val, seed, None)
+        fit_s = time.perf_counter() - started
+        for name, split in eval_splits.items():
+            proba = classifier.predict_proba(split)
+            _check_proba(proba, len(split), train.num_classes)
+            np.save(tmp / f"proba_{name}.npy", np.asarray(proba, dtype=np.float64))
+        return {"fit_s": round(fit_s, 3), "peak_rss_mb": _peak_rss_mb(), "n_train": len(train)}
+
+    path, meta = cache.get_or_compute("predictions", key, compute)
+    out = {name: np.load(path / f"proba_{name}.npy", allow_pickle=False) for name in eval_splits}
+    out["__info__"] = {**meta["info"], "predictions_key": key}
+    return out
+
+
+def _check_proba(proba: Any, n: int, k: int) -> None:
+    if not isinstance(proba, np.ndarray):
+        raise PluginOutputError(f"predict_proba() must return a numpy array, got {type(proba).__name__}")
+    if proba.shape != (n, k):
+        raise PluginOutputError(f"predict_proba() returned shape {proba.shape}; expected {(n, k)} (N images, K classes)")
+    if not np.all(np.isfinite(proba)):
+        raise PluginOutputError(f"predict_proba() returned {int(np.sum(~np.isfinite(proba)))} NaN/inf values")
+    if np.any(proba < -1e-6) or np.any(np.abs(proba.sum(axis=1) - 1) > 1e-3):
+        raise PluginOutputError("predict_proba() rows must be probabilities in [0, 1] that sum to 1")
+
+
+def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, train: ImageSet,
+             synthetic: ImageSet | None, predictions: dict, cas_predictions: dict | None, keys: dict,
+             scenario_report: dict, generator_info: dict) -> list[dict]:
+    out = []
+    attribute = dataset.primary_attribute
+    high_risk = tuple(dataset.label_names.index(c) for c in dataset.high_risk_classes if c in dataset.label_names)
+    info = predictions["__info__"]
+    for split_name in ctx.splits:
+        if split_name not in predictions:
+            continue
+        split = splits.test_splits()[split_name]
+        inp = _eval_input(split, predictions[split_name], attribute, ctx.min_group_n, high_risk)
+        values = compute_metrics(inp)
+        if cas_predictions is not None:
+            values.update(compute_metrics(_eval_input(split, cas_predictions[split_name], attribute,
+                                                      ctx.min_group_n, high_risk), source="cas"))
+        per_group = {}
+        for attr in dataset.sensitive_attributes:
+            attr_inp = _eval_input(split, predictions[split_name], attr, ctx.min_group_n, high_risk)
+            per_group[attr] = {g: {"n": v.details.get("n", 0), "acc": v.value, **({"reason": v.reason} if v.reason else {})}
+                               for g, v in group_accuracy(attr_inp).items()}
+        prediction_file = _write_predictions(Path(ctx.run_dir), cell, split_name, "augmented", split,
+                                             predictions[split_name])
+        if cas_predictions is not None:
+            _write_predictions(Path(ctx.run_dir), cell, split_name, "cas", split, cas_predictions[split_name])
+        out.append({
+            "cell_id": cell.id, "cell_key": cell.key, "seed_index": cell.seed_index, "split": split_name,
+            "status": "ok", "spec": cell.spec(),
+            "seeds": {stage: cell.seed(stage) for stage in ("scenario", "generator", "sampling", "classifier")},
+            "plugins": {"dataset": _plugin_meta(dataset), "attribute": attribute,
+                        "label_names": dataset.label_names},
+            "metrics": {name: v.value for name, v in values.items()},
+            "nan_reasons": {name: v.reason for name, v in values.items() if v.reason},
+            "per_group": per_group,
+            "n": {"eval": len(split), "train_real": len(train), "train_synthetic": len(synthetic) if synthetic else 0},
+            "scenario_report": scenario_report,
+            "artifacts": {**keys, "generator": generator_info.get("generator_key"),
+                          "predictions": info["predictions_key"]},
+            "cost": {"generator_fit_s": generator_info.get("fit_s"), "sample_s": generator_info.get("sample_s"),
+                     "sample_images_per_s": generator_info.get("sample_images_per_s"),
+                     "classifier_fit_s": info["fit_s"], "peak_rss_mb": max(info["peak_rss_mb"],
+                                                                          generator_info.get("fit_peak_rss_mb") or 0)},
+            "generator_stats": {**generator_info.get("fit_stats", {}), **generator_info.get("sample_stats", {})},
+            "predictions_file": prediction_file,
+        })
+    return out
+
+
+def _plugin_meta(plugin: Any) -> dict:
+    return {"name": plugin.name, "version": plugin.version, "params": plugin.params}
+
+
+def _eval_input(split: ImageSet, proba: np.ndarray, attribute: str, min_group_n: int, high_risk: tuple) -> EvalInput:
+    return EvalInput(split.labels, proba, split.group_codes(attribute), split.attribute_vocab[attribute],
+                     min_group_n, high_risk, attribute)
+
+
+def prediction_filename(cell: Cell, split: str, mode: str) -> str:
+    return f"{cell.key}-s{cell.seed_index}-{split}-{mode}.parquet"
+
+
+def _write_predictions(run_dir: Path, cell: Cell, split_name: str, mode: str, split: ImageSet,
+                       proba: np.ndarray) -> str:
+    """Per-sample predictions, so every metric can be recomputed without retraining."""
+    frame = pd.DataFrame({"sample_id": split.ids, "y_true": split.labels if not split.multilabel else list(split.labels)})
+    for k, name in enumerate(split.label_names):
+        frame[f"p_{k}"] = proba[:, k]
+    for attr, codes in split.attributes.items():
+        vocab = split.attribute_vocab[attr]
+        frame[attr] = [vocab[c] if c >= 0 else "unknown" for c in codes]
+    frame["provenance"] = split.provenance
+    relative = f"{records.PREDICTIONS}/{prediction_filename(cell, split_name, mode)}"
+    target = run_dir / relative
+    tmp = target.with_name(f".{target.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(target)
+    return relative
