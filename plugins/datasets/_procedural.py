@@ -1,0 +1,107 @@
+"""Shared pieces of the embedded procedural datasets: seeded streams, noise fields, blob masks.
+
+Every embedded dataset renders a whole split at once with numpy (no per-image Python loop), so
+thousands of images take well under a second. Each split draws from its own random stream
+derived from (seed, split name), so changing n_train never changes the test set.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from harness.data import ImageSet, Splits
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """An independent random stream per (seed, split)."""
+    return np.random.default_rng([int(seed), zlib.crc32(split.encode())])
+
+
+def grid(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [-1, 1], shape (R, R) each (x grows right, y grows down)."""
+    axis = ((np.arange(resolution) + 0.5) / resolution * 2 - 1).astype(np.float32)
+    y, x = np.meshgrid(axis, axis, indexing="ij")
+    return x, y
+
+
+def _bilinear_matrix(resolution: int, cells: int) -> np.ndarray:
+    """(R, cells + 1) weights that interpolate a coarse grid linearly onto R pixel centres."""
+    position = (np.arange(resolution) + 0.5) / resolution * cells
+    left = np.minimum(np.floor(position).astype(int), cells - 1)
+    weight = position - left
+    matrix = np.zeros((resolution, cells + 1), dtype=np.float32)
+    matrix[np.arange(resolution), left] = 1 - weight
+    matrix[np.arange(resolution), left + 1] = weight
+    return matrix
+
+
+def smooth_noise(rng: np.random.Generator, n: int, resolution: int, cells: int) -> np.ndarray:
+    """Low-frequency noise (n, R, R), about unit variance: a coarse Gaussian grid upsampled bilinearly."""
+    coarse = rng.standard_normal((n, cells + 1, cells + 1), dtype=np.float32)
+    matrix = _bilinear_matrix(resolution, cells)
+    fine = matrix @ coarse @ matrix.T
+    return fine / max(float(fine.std()), 1e-6)
+
+
+def blob_alpha(x: np.ndarray, y: np.ndarray, centre: np.ndarray, radii: np.ndarray, angle: np.ndarray,
+               irregularity: np.ndarray, sharpness: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Soft masks (n, R, R) of rotated ellipses whose rim is perturbed by random harmonics.
+
+    centre (n, 2), radii (n, 2), angle (n,), irregularity (n,) scales the rim harmonics,
+    sharpness (n,) the edge steepness (large = well-demarcated, small = diffuse).
+    """
+    n = len(angle)
+    column = lambda values: np.asarray(values, dtype=np.float32)[:, None, None]  # noqa: E731
+    dx, dy = x[None] - column(centre[:, 0]), y[None] - column(centre[:, 1])
+    cos, sin = column(np.cos(angle)), column(np.sin(angle))
+    u, v = (cos * dx + sin * dy) / column(radii[:, 0]), (cos * dy - sin * dx) / column(radii[:, 1])
+    distance = np.sqrt(u * u + v * v) + 1e-6
+    direction = (u + np.complex64(1j) * v) / distance  # e^{i phi}; its powers give the rim harmonics cheaply
+    rim = np.ones_like(distance)
+    for k in (2, 3, 5):
+        amplitude = irregularity * rng.uniform(0.3, 1.0, n) / k ** 0.5
+        phase = np.exp(1j * rng.uniform(0, 2 * np.pi, n))
+        rim += column(amplitude) * (direction ** k * phase[:, None, None].astype(np.complex64)).real
+    logit = (1 - distance / np.maximum(rim, 0.2)) * column(sharpness)
+    return 1 / (1 + np.exp(-np.clip(logit, -30, 30)))
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] -> uint8, clipped."""
+    return np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
+
+
+def stratified_codes(rng: np.random.Generator, n: int, fractions: list[float] | np.ndarray) -> np.ndarray:
+    """n codes in exact proportion (largest remainder), shuffled."""
+    fractions = np.asarray(fractions, dtype=float) / np.sum(fractions)
+    counts = np.floor(fractions * n).astype(int)
+    remainder = fractions * n - counts
+    counts[np.argsort(-remainder)[: n - counts.sum()]] += 1
+    return rng.permutation(np.repeat(np.arange(len(fractions)), counts))
+
+
+def check_fractions(name: str, fractions: list[float], size: int) -> None:
+    """Refuse a proportion vector of the wrong length or with negative entries."""
+    from harness.contracts import ConfigError
+
+    if len(fractions) != size or min(fractions) < 0 or sum(fractions) <= 0:
+        raise ConfigError(f"'{name}' needs {size} non-negative proportions summing to > 0, got {fractions}")
+
+
+def make_splits(render, sizes: dict[str, int], seed: int, prefix: str) -> Splits:
+    """Call render(rng, n, split) -> ImageSet for each split and give samples stable ids."""
+    parts = {}
+    for split, n in sizes.items():
+        part = render(split_rng(seed, split), n, split)
+        part.ids = np.array([f"{prefix}-s{seed}-{split}-{i:06d}" for i in range(n)])
+        parts[split] = part
+    return Splits(**parts).validate(prefix)
+
+
+def image_set(images: np.ndarray, labels: np.ndarray, attributes: dict[str, np.ndarray], label_names: list[str],
+              attribute_vocab: dict[str, list[str]]) -> ImageSet:
+    """An ImageSet whose ids are filled in later by make_splits."""
+    return ImageSet(images=images, labels=labels, attributes=attributes, label_names=list(label_names),
+                    attribute_vocab={k: list(v) for k, v in attribute_vocab.items()},
+                    ids=np.arange(len(images)).astype(str))

@@ -1,0 +1,126 @@
+"""The embedded default dataset: procedural dermatology images with a skin-tone attribute.
+
+Offline, deterministic by seed and fast (vectorised numpy). Five lesion classes on skin of three
+tone groups, naturally imbalanced like Fitzpatrick17k (light 60%, medium 30%, dark 10%). A lesion's
+appearance depends on tone, as FairGen and the dermatology literature describe: redness is masked
+by melanin, so psoriasis and eczema look violaceous or grey-brown rather than pink on dark skin,
+pigmented lesions lose contrast, and vitiligo gains it. A classifier that has seen mostly light
+skin therefore does worse on dark skin, while dark-skin images stay learnable from dark examples.
+
+Splits: train and val follow the natural tone mix; test is tone-stratified (equal thirds by
+default) so that each tone group has enough test samples for its accuracy gap to be measurable.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from harness import Dataset, ImageSet, Splits, hookimpl
+from plugins.datasets._procedural import (blob_alpha, check_fractions, grid, image_set, make_splits,
+                                          smooth_noise, stratified_codes, to_uint8)
+
+TONES = ["light", "medium", "dark"]
+CLASSES = ["psoriasis", "melanoma", "nevus", "eczema", "vitiligo"]
+#: each tone group spans a range of the continuous tone t in [0, 1] (Fitzpatrick I-II, III-IV, V-VI)
+TONE_RANGE = np.array([[0.0, 0.3], [0.35, 0.65], [0.7, 1.0]])
+#: RGB colours at tone anchors t = 0, 0.5, 1; interpolated for the sample's t
+SKIN = np.array([[0.95, 0.80, 0.70], [0.78, 0.58, 0.42], [0.36, 0.23, 0.16]])
+LESION = {
+    "psoriasis": np.array([[0.90, 0.42, 0.45], [0.66, 0.34, 0.36], [0.36, 0.22, 0.34]]),  # pink -> violaceous
+    "melanoma": np.array([[0.30, 0.17, 0.12], [0.22, 0.12, 0.09], [0.13, 0.08, 0.07]]),   # dark brown -> near skin
+    "nevus": np.array([[0.62, 0.40, 0.26], [0.50, 0.32, 0.21], [0.27, 0.16, 0.11]]),
+    "eczema": np.array([[0.90, 0.48, 0.44], [0.66, 0.40, 0.34], [0.27, 0.21, 0.24]]),    # red -> ashen grey-violet
+    "vitiligo": np.array([[0.99, 0.90, 0.84], [0.97, 0.87, 0.80], [0.93, 0.83, 0.76]]),  # depigmented
+}
+#: per class: radius range, irregularity of the rim, edge sharpness, patchiness, scale speckle
+SHAPE = {
+    "psoriasis": dict(radius=(0.40, 0.62), irregularity=0.15, sharpness=14.0, patchy=0.0, scale=0.35),
+    "melanoma": dict(radius=(0.28, 0.45), irregularity=0.55, sharpness=10.0, patchy=0.0, scale=0.0),
+    "nevus": dict(radius=(0.14, 0.26), irregularity=0.05, sharpness=16.0, patchy=0.0, scale=0.0),
+    "eczema": dict(radius=(0.45, 0.70), irregularity=0.30, sharpness=4.0, patchy=0.6, scale=0.0),
+    "vitiligo": dict(radius=(0.30, 0.55), irregularity=0.45, sharpness=12.0, patchy=0.0, scale=0.0),
+}
+
+
+def interpolate_colour(anchors: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """(3 anchors, 3 channels) at t = 0, 0.5, 1 -> (n, 3) colours for tones t (n,)."""
+    return np.stack([np.interp(tone, [0.0, 0.5, 1.0], anchors[:, c]) for c in range(3)], axis=1)
+
+
+def render_derm(rng: np.random.Generator, labels: np.ndarray, tone_groups: np.ndarray, resolution: int) -> np.ndarray:
+    """Render uint8 images (n, 3, R, R) for the given class and tone-group codes."""
+    n = len(labels)
+    x, y = grid(resolution)
+    tone = rng.uniform(TONE_RANGE[tone_groups, 0], TONE_RANGE[tone_groups, 1])
+    skin = interpolate_colour(SKIN, tone) * rng.uniform(0.93, 1.07, (n, 1))
+    lesion = np.zeros((n, 3))
+    params = {key: np.zeros(n) for key in ("irregularity", "sharpness", "patchy", "scale", "r_low", "r_high")}
+    for code, name in enumerate(CLASSES):
+        members = labels == code
+        lesion[members] = interpolate_colour(LESION[name], tone[members])
+        shape = SHAPE[name]
+        params["r_low"][members], params["r_high"][members] = shape["radius"]
+        for key in ("irregularity", "sharpness", "patchy", "scale"):
+            params[key][members] = shape[key]
+    lesion = np.clip(lesion * rng.uniform(0.88, 1.12, (n, 1)) * rng.uniform(0.96, 1.04, (n, 3)), 0, 1).astype(np.float32)
+    skin = skin.astype(np.float32)
+    f32 = {key: value.astype(np.float32)[:, None, None] for key, value in params.items()}
+
+    radius = rng.uniform(params["r_low"], params["r_high"])
+    radii = np.stack([radius, radius * rng.uniform(0.7, 1.0, n)], axis=1)
+    centre = rng.uniform(-0.2, 0.2, (n, 2))
+    alpha = blob_alpha(x, y, centre, radii, rng.uniform(0, np.pi, n), params["irregularity"], params["sharpness"], rng)
+    patches = smooth_noise(rng, n, resolution, cells=4)
+    alpha *= 1 - f32["patchy"] * (patches < 0)
+
+    # skin: shading gradient and mottling; lesion: variegation (strong for melanoma), scale speckle
+    tilt = rng.uniform(-0.08, 0.08, (n, 2, 1, 1)).astype(np.float32)
+    shading = 1 + x[None] * tilt[:, 0] + y[None] * tilt[:, 1] + 0.03 * smooth_noise(rng, n, resolution, cells=8)
+    background = skin[:, :, None, None] * shading[:, None]
+    variegation = np.where(labels == CLASSES.index("melanoma"), 0.35, 0.08).astype(np.float32)[:, None, None]
+    texture = 1 + variegation * smooth_noise(rng, n, resolution, cells=6)
+    foreground = lesion[:, :, None, None] * texture[:, None]
+    speckle = (rng.random((n, resolution, resolution), dtype=np.float32) < 0.25) * f32["scale"] * alpha
+    image = background + (foreground - background) * alpha[:, None] + 0.6 * speckle[:, None]
+    image += 0.02 * rng.standard_normal(image.shape, dtype=np.float32)
+    return to_uint8(image)
+
+
+class Derm(Dataset):
+    name = "derm"
+    version = "1"
+    label_names: ClassVar[list[str]] = CLASSES
+    sensitive_attributes: ClassVar[list[str]] = ["skin_tone"]
+    high_risk_classes: ClassVar[list[str]] = ["melanoma"]
+    defaults = {
+        "n_train": 3000,
+        "n_val": 500,
+        "n_test": 1000,
+        "resolution": 32,
+        "tone_fractions": [0.6, 0.3, 0.1],  # train/val: Fitzpatrick17k-like, darkest ~10%
+        "test_tone_fractions": [1 / 3, 1 / 3, 1 / 3],  # tone-stratified so each group's accuracy is measurable
+        "class_fractions": [0.25, 0.15, 0.25, 0.2, 0.15],
+    }
+    configs = {"cpu": {"resolution": 16, "n_train": 2000}, "paper": {"resolution": 64, "n_train": 10000,
+                                                                     "n_test": 3000}}
+
+    def load(self, seed: int) -> Splits:
+        p = self.params
+        check_fractions("tone_fractions", p["tone_fractions"], len(TONES))
+        check_fractions("test_tone_fractions", p["test_tone_fractions"], len(TONES))
+        check_fractions("class_fractions", p["class_fractions"], len(CLASSES))
+        sizes = {"train": p["n_train"], "val": p["n_val"], "test": p["n_test"]}
+        return make_splits(self._render_split, sizes, seed, prefix=self.name)
+
+    def _render_split(self, rng: np.random.Generator, n: int, split: str) -> ImageSet:
+        p = self.params
+        tones = stratified_codes(rng, n, p["test_tone_fractions"] if split == "test" else p["tone_fractions"])
+        labels = stratified_codes(rng, n, p["class_fractions"])
+        images = render_derm(rng, labels, tones, p["resolution"])
+        return image_set(images, labels, {"skin_tone": tones}, CLASSES, {"skin_tone": TONES})
+
+
+@hookimpl
+def harness_datasets() -> list[type]:
+    return [Derm]
