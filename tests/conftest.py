@@ -1,0 +1,50 @@
+"""Shared fixtures: the toy plugin file and a tiny grid that uses it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TOY_PLUGINS = FIXTURES / "toy_plugins.py"
+
+TINY_GRID = """
+name = "tiny"
+seeds = 2
+
+[[dataset]]
+name = "toy"
+scenarios = ["natural", "cap100"]
+params = { n_train = 120 }
+
+[[generator]]
+name = "none"
+
+[[generator]]
+name = "noisy_copy"
+
+[[generator]]
+name = "oversample"
+
+[[sampling]]
+strategy = "fair"
+ratio = 1.0
+
+[[classifier]]
+name = "centroid"
+"""
+
+
+@pytest.fixture
+def tiny_grid(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_GRID)
+    return path
+
+
+@pytest.fixture
+def toy_plugins() -> str:
+    return str(TOY_PLUGINS)

@@ -1,0 +1,68 @@
+"""Grid files: parsing, clear errors, expansion and seed derivation."""
+from __future__ import annotations
+
+import pytest
+
+from harness.contracts import ConfigError
+from harness.grid import load_grid, parse_grid, parse_only
+
+from conftest import TINY_GRID
+
+
+def produces_images(spec):
+    return spec.name != "none"
+
+
+def test_expansion_counts_and_real_only_has_no_sampling_axis():
+    grid = parse_grid(TINY_GRID)
+    cells = grid.cells(produces_images)
+    # 2 scenarios x (none + 2 generators x 1 sampling) x 1 classifier x 2 seeds
+    assert len(cells) == 2 * 3 * 2
+    assert {c.sampling is None for c in cells if c.generator.name == "none"} == {True}
+
+
+def test_seeds_are_derived_from_the_spec_not_drawn():
+    a = parse_grid(TINY_GRID).cells(produces_images)
+    b = parse_grid(TINY_GRID).cells(produces_images)
+    assert [c.seed("classifier") for c in a] == [c.seed("classifier") for c in b]
+    assert len({c.key for c in a}) == len(a)
+
+
+def test_stage_seeds_depend_only_on_their_upstream():
+    cells = parse_grid(TINY_GRID).cells(produces_images)
+    s0 = [c for c in cells if c.scenario == "natural" and c.seed_index == 0]
+    # every generator sees the same scenario cut and every method the same classifier seed
+    assert len({c.seed("scenario") for c in s0}) == 1
+    assert len({c.seed("classifier") for c in s0}) == 1
+    assert len({c.seed("generator") for c in s0}) == len(s0)
+    seed1 = [c for c in cells if c.scenario == "natural" and c.seed_index == 1]
+    assert seed1[0].seed("scenario") != s0[0].seed("scenario")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seeds = 2\n[[dataset]]\nname='toy'\n[[generator]]\nname='none'\n", "at least one [[classifier]]"),
+    (TINY_GRID.replace("seeds = 2", "seedz = 2"), "unknown key 'seedz'; did you mean 'seeds'"),
+    (TINY_GRID.replace("seeds = 2", "seeds = 'two'"), "key 'seeds' must be int"),
+    (TINY_GRID.replace('strategy = "fair"', 'strategy = "fairest"'), "unknown sampling strategy 'fairest'"),
+    (TINY_GRID.replace("ratio = 1.0", "ratio = -1.0"), "ratio must be > 0"),
+    ("[[dataset", "not valid TOML"),
+])
+def test_bad_grid_files_get_one_line_errors_naming_the_key(text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_grid(text, "grid.toml")
+
+
+def test_only_filters_cells():
+    grid = parse_grid(TINY_GRID)
+    cells = grid.cells(produces_images, parse_only(["generator=none,oversample", "scenario=natural"]))
+    assert {c.generator.name for c in cells} == {"none", "oversample"}
+    assert {c.scenario for c in cells} == {"natural"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_only(["generator"])
+
+
+def test_builtin_grid_is_addressed_by_name():
+    grid = load_grid("smoke")
+    assert grid.source == "builtin:smoke"
+    with pytest.raises(ConfigError, match="Did you mean"):
+        load_grid("smok")
