@@ -28,7 +28,7 @@ from harness.data import DataError, ImageSet, Splits
 from harness.executors import make_executor
 from harness.grid import Cell, Grid, PluginSpec
 from harness.manifest import build_manifest
-from harness.metrics import EvalInput, compute_metrics, group_accuracy
+from harness.metrics import EvalInput, compute_metrics, group_reports
 from harness.registry import Registry
 from harness.sampling import plan_requests
 
@@ -342,11 +342,8 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
         if cas_predictions is not None:
             values.update(compute_metrics(_eval_input(split, cas_predictions[split_name], attribute,
                                                       ctx.min_group_n, high_risk), source="cas"))
-        per_group = {}
-        for attr in dataset.sensitive_attributes:
-            attr_inp = _eval_input(split, predictions[split_name], attr, ctx.min_group_n, high_risk)
-            per_group[attr] = {g: {"n": v.details.get("n", 0), "acc": v.value, **({"reason": v.reason} if v.reason else {})}
-                               for g, v in group_accuracy(attr_inp).items()}
+        per_group = group_reports(inp, {a: split.group_codes(a) for a in dataset.sensitive_attributes},
+                                  split.attribute_vocab)
         prediction_file = _write_predictions(Path(ctx.run_dir), cell, split_name, "augmented", split,
                                              predictions[split_name])
         if cas_predictions is not None:
