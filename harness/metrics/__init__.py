@@ -1,5 +1,5 @@
 """Metrics: pure functions over arrays, registered once, used by every leaderboard."""
-from harness.metrics import fairness, utility  # noqa: F401  (registers the metrics)
+from harness.metrics import fairness, fidelity, utility  # noqa: F401  (registers the metrics)
 from harness.metrics.registry import (ALIASES, HIGHER, LOWER, METRICS, EvalInput, Metric, MetricValue, aggregate,
                                       compute_metrics, get_metric, per_group, register_metric)
 from harness.metrics.report import group_report, group_reports
