@@ -1,21 +1,29 @@
 """Skew scenarios: seeded cuts of the training split, shared by every dataset.
 
 A scenario only ever removes training samples; validation and test splits are untouched.
-Each returns the new training set and a report of what it removed.
+Each returns the new training set and a report of what it removed. The library (METHODS.md):
+- natural: the dataset as released;
+- cap (Ktena et al.): at most k training samples per under-represented group;
+- minority_fraction: the smallest group subsampled to a fraction p of the training set;
+- skin-diff (Wang et al.): the minority group whole, k per class, or absent;
+- MeDi (Drexlin et al.): (class x attribute ...) keys held out entirely; one site per class.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from harness.data import ImageSet
+from harness.data import DataError, ImageSet
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """Base scenario: `natural` (the dataset as released)."""
+    """Base scenario: `natural` (the dataset as released).
+
+    Subclasses override `select`, returning the indices to keep and details for the report.
+    """
 
     attribute: str = ""
 
@@ -24,12 +32,12 @@ class Scenario:
         return {"type": type(self).__name__, **self.__dict__}
 
     def apply(self, train: ImageSet, seed: int) -> tuple[ImageSet, dict[str, Any]]:
-        keep = self.keep(train, np.random.default_rng(seed))
-        keep = np.sort(np.asarray(keep, dtype=np.int64))
-        return train.subset(keep), _report(train, keep, self.attribute)
+        keep, details = self.select(train, np.random.default_rng(seed))
+        keep = np.unique(np.asarray(keep, dtype=np.int64))
+        return train.subset(keep), {**_report(train, keep, self.attribute), **details}
 
-    def keep(self, train: ImageSet, rng: np.random.Generator) -> np.ndarray:
-        return np.arange(len(train))
+    def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        return np.arange(len(train)), {}
 
 
 Natural = Scenario
@@ -37,23 +45,22 @@ Natural = Scenario
 
 @dataclass(frozen=True)
 class Cap(Scenario):
-    """Ktena et al.: at most k training samples from each under-represented group.
+    """Ktena et al.: at most k training samples from each under-represented group, whatever the class.
 
     Under-represented = every group except the largest one.
     """
 
     k: int = 100
 
-    def keep(self, train: ImageSet, rng: np.random.Generator) -> np.ndarray:
+    def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         codes = train.group_codes(self.attribute)
         values, counts = np.unique(codes, return_counts=True)
         majority = values[np.argmax(counts)]
         keep = [np.flatnonzero(codes == majority)]
         for value in values:
             if value != majority:
-                members = np.flatnonzero(codes == value)
-                keep.append(rng.permutation(members)[: self.k])
-        return np.concatenate(keep)
+                keep.append(rng.permutation(np.flatnonzero(codes == value))[: self.k])
+        return np.concatenate(keep), {"majority_group": _group_name(train, self.attribute, majority)}
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class MinorityFraction(Scenario):
 
     p: float = 0.05
 
-    def keep(self, train: ImageSet, rng: np.random.Generator) -> np.ndarray:
+    def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         codes = train.group_codes(self.attribute)
         values, counts = np.unique(codes, return_counts=True)
         minority = values[np.argmin(counts)]
@@ -70,26 +77,151 @@ class MinorityFraction(Scenario):
         others = np.flatnonzero(codes != minority)
         # n_min / (n_min + n_others) = p  =>  n_min = p * n_others / (1 - p)
         n_min = min(len(members), int(round(self.p * len(others) / (1 - self.p))))
-        return np.concatenate([others, rng.permutation(members)[:n_min]])
+        keep = np.concatenate([others, rng.permutation(members)[:n_min]])
+        return keep, {"minority_group": _group_name(train, self.attribute, minority)}
+
+
+@dataclass(frozen=True)
+class MinorityPerClass(Scenario):
+    """skin-diff (Wang et al.): keep at most k training samples per class from the minority group.
+
+    k=None keeps the minority whole ("both groups"), k=8 is "a few minority examples", k=0 "no
+    minority". The minority is `group` (a vocabulary value) or, if empty, the smallest group.
+    """
+
+    k: int | None = 8
+    group: str = ""
+
+    def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        _single_label(train, self)
+        codes = train.group_codes(self.attribute)
+        minority = self._minority_code(train, codes)
+        members = codes == minority
+        keep = [np.flatnonzero(~members)]
+        for label in np.unique(train.labels[members]):
+            in_class = np.flatnonzero(members & (train.labels == label))
+            keep.append(in_class if self.k is None else rng.permutation(in_class)[: self.k])
+        return np.concatenate(keep), {"minority_group": _group_name(train, self.attribute, minority)}
+
+    def _minority_code(self, train: ImageSet, codes: np.ndarray) -> int:
+        vocab = train.attribute_vocab[self.attribute]
+        if self.group:
+            if self.group not in vocab:
+                raise DataError(f"scenario group '{self.group}' is not a value of '{self.attribute}': {vocab}")
+            return vocab.index(self.group)
+        values, counts = np.unique(codes[codes >= 0], return_counts=True)
+        return int(values[np.argmin(counts)])
+
+
+@dataclass(frozen=True)
+class HoldoutKeys(Scenario):
+    """MeDi (Drexlin et al.): hold out a fraction of the (class x attribute x ...) keys entirely.
+
+    A key is a combination of class and the values of `attribute` plus `also` (e.g. site and a
+    demographic). A seeded fraction of the keys present in training is removed with all of its
+    samples; every class keeps at least one key, so no class disappears.
+    """
+
+    also: tuple[str, ...] = ()
+    fraction: float = 0.3
+
+    def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        _single_label(train, self)
+        columns = [train.labels] + [train.group_codes(a) for a in (self.attribute, *self.also)]
+        table = np.stack(columns, axis=1)
+        keys, key_of_sample = np.unique(table, axis=0, return_inverse=True)
+        key_of_sample = key_of_sample.ravel()
+        n_out = int(round(self.fraction * len(keys)))
+        held_out: list[int] = []
+        for key in rng.permutation(len(keys)):
+            if len(held_out) == n_out:
+                break
+            same_class = np.flatnonzero(keys[:, 0] == keys[key, 0])
+            if np.setdiff1d(same_class, held_out + [key]).size:  # the class keeps another key
+                held_out.append(int(key))
+        keep = np.flatnonzero(~np.isin(key_of_sample, held_out))
+        names = ["label", self.attribute, *self.also]
+        described = [self._describe(train, names, keys[k]) for k in sorted(held_out)]
+        return keep, {"keys_total": int(len(keys)), "keys_held_out": described}
+
+    @staticmethod
+    def _describe(train: ImageSet, names: list[str], key: np.ndarray) -> dict[str, str]:
+        values = {"label": train.label_names[key[0]]}
+        for name, code in zip(names[1:], key[1:]):
+            values[name] = _group_name(train, name, int(code))
+        return values
+
+
+@dataclass(frozen=True)
+class OneSitePerClass(Scenario):
+    """MeDi: each class keeps the training samples of one site only, confounding site and label.
+
+    Sites are drawn with the seed, a different site for each class while unused sites remain.
+    `attribute` names the site attribute.
+    """
+
+    def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        _single_label(train, self)
+        sites = train.group_codes(self.attribute)
+        used: set[int] = set()
+        keep, chosen = [], {}
+        for label in rng.permutation(np.unique(train.labels)):
+            in_class = train.labels == label
+            candidates = np.unique(sites[in_class & (sites >= 0)])
+            if not candidates.size:
+                continue
+            fresh = np.setdiff1d(candidates, list(used))
+            site = int(rng.choice(fresh if fresh.size else candidates))
+            used.add(site)
+            keep.append(np.flatnonzero(in_class & (sites == site)))
+            chosen[train.label_names[label]] = _group_name(train, self.attribute, site)
+        return np.concatenate(keep), {"site_per_class": dict(sorted(chosen.items()))}
+
+
+def _single_label(train: ImageSet, scenario: Scenario) -> None:
+    if train.multilabel:
+        raise DataError(f"scenario {type(scenario).__name__} cuts by class and needs single-label data; "
+                        f"this training set is multi-label")
+
+
+def _group_name(train: ImageSet, attribute: str, code: int) -> str:
+    return train.attribute_vocab[attribute][code] if code >= 0 else "unknown"
 
 
 def _report(train: ImageSet, keep: np.ndarray, attribute: str) -> dict[str, Any]:
+    removed = np.ones(len(train), dtype=bool)
+    removed[keep] = False
     report: dict[str, Any] = {"n_before": len(train), "n_after": int(len(keep))}
+    report["removed_per_class"] = {
+        train.label_names[c]: int(np.sum(removed & (train.labels == c))) for c in np.unique(train.labels)
+    } if not train.multilabel else {}
     if attribute:
-        vocab = train.attribute_vocab[attribute]
         codes = train.group_codes(attribute)
-        removed = np.ones(len(train), dtype=bool)
-        removed[keep] = False
         report["removed_per_group"] = {
-            vocab[c] if c >= 0 else "unknown": int(np.sum(removed & (codes == c))) for c in np.unique(codes)
+            _group_name(train, attribute, c): int(np.sum(removed & (codes == c))) for c in np.unique(codes)
         }
     return report
 
 
 def default_scenarios(attribute: str) -> dict[str, Scenario]:
+    """The scenarios every dataset gets, on its primary attribute."""
     return {
         "natural": Scenario(attribute),
         "cap1000": Cap(attribute, k=1000),
         "cap100": Cap(attribute, k=100),
         "minority5": MinorityFraction(attribute, p=0.05),
+        "skindiff_both": MinorityPerClass(attribute, k=None),
+        "skindiff_few8": MinorityPerClass(attribute, k=8),
+        "skindiff_none": MinorityPerClass(attribute, k=0),
+        "medi_holdout30": HoldoutKeys(attribute, fraction=0.3),
+    }
+
+
+def site_scenarios(site: str, demographic: str | None = None) -> dict[str, Scenario]:
+    """MeDi's site scenarios, for datasets with a site attribute (and optionally a demographic)."""
+    also = (demographic,) if demographic else ()
+    return {
+        "medi_holdout30": HoldoutKeys(site, also=also, fraction=0.3),
+        "medi_holdout19": HoldoutKeys(site, also=also, fraction=0.19),
+        "one_site_per_class": OneSitePerClass(site),
     }
