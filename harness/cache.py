@@ -3,8 +3,10 @@
 An artifact is a directory named by the hash of everything it depends on. It is built in a
 temporary directory, its files' SHA-256 sums are written to meta.json last, and the directory
 is renamed into place in one step, so a reader never sees a partial artifact. On read the sums
-are verified; a corrupted artifact is reported, removed and recomputed. A file lock per key
-makes two processes sharing a cache compute each artifact once.
+are verified; a corrupted artifact is reported, removed and recomputed. A process killed
+mid-build leaves only a `.tmp-` directory, which is never read and which the next builder of
+that key removes. A file lock per key makes two processes sharing a cache compute each
+artifact once, and only the lock holder ever removes an artifact.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from filelock import FileLock
 from harness import progress
 
 META = "meta.json"
+#: building directories: `.tmp-KEY-PID-RANDOM`, renamed to KEY when complete
+TMP_PREFIX = ".tmp-"
 
 
 def stable_hash(*parts: Any) -> str:
@@ -39,7 +43,7 @@ def file_sha256(path: Path) -> str:
 
 
 class CorruptArtifact(RuntimeError):
-    pass
+    """An artifact failed verification (kept for callers that check one artifact by hand)."""
 
 
 class Cache:
@@ -55,19 +59,24 @@ class Cache:
     def get_or_compute(self, kind: str, key: str, compute: Callable[[Path], dict]) -> tuple[Path, dict]:
         """Return (artifact dir, meta). `compute(tmp_dir)` writes files and returns metadata."""
         final = self.path(kind, key)
-        meta = self._read_verified(final)
+        meta, _ = self.verify(final)
         if meta is not None:
             self.hits += 1
             return final, meta
         lock_dir = self.root / "locks"
         lock_dir.mkdir(exist_ok=True)
         with FileLock(str(lock_dir / f"{kind}-{key}.lock")):
-            meta = self._read_verified(final)  # another process may have built it meanwhile
+            # Re-check under the lock: another process may have built it meanwhile. Only the lock
+            # holder removes a bad artifact, so no reader loses a good one that was just renamed in.
+            meta, problem = self.verify(final)
             if meta is not None:
                 self.hits += 1
                 return final, meta
+            if problem:
+                progress.warn(f"cache artifact {final} is corrupted ({problem}); recomputing it")
+            self._discard(final, key)
             self.misses += 1
-            tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp = final.parent / f"{TMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir(parents=True)
             try:
                 started = time.perf_counter()
@@ -75,33 +84,43 @@ class Cache:
                 meta = {"kind": kind, "key": key, "info": info, "compute_s": round(time.perf_counter() - started, 3),
                         "files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}}
                 write_json_atomic(tmp / META, meta)
-                if final.exists():
-                    shutil.rmtree(final)  # a corrupted predecessor, already reported
                 os.replace(tmp, final)
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
             return final, meta
 
-    def _read_verified(self, final: Path) -> dict | None:
+    @staticmethod
+    def verify(final: Path) -> tuple[dict | None, str]:
+        """(meta, "") for a complete artifact whose checksums match; (None, problem) otherwise,
+        with problem "" when the artifact simply does not exist. Changes nothing on disk."""
+        if not final.exists():
+            return None, ""
         meta_path = final / META
         if not meta_path.is_file():
-            return None
+            return None, f"no {META}: an incomplete or tampered artifact"
         try:
             meta = json.loads(meta_path.read_text())
+            if meta["key"] != final.name:
+                return None, f"{META} belongs to artifact {meta['key']}, not {final.name}"
             for name, digest in meta["files"].items():
                 if file_sha256(final / name) != digest:
-                    raise CorruptArtifact(f"checksum mismatch in {name}")
-            return meta
-        except (CorruptArtifact, OSError, ValueError, KeyError) as exc:
-            progress.warn(f"cache artifact {final} is corrupted ({exc}); recomputing it")
+                    return None, f"checksum mismatch in {name}"
+            return meta, ""
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _discard(final: Path, key: str) -> None:
+        """Remove a bad artifact and the temporary directories of killed builders of this key.
+        Called with the key's lock held, so no live process owns any of them."""
+        leftovers = list(final.parent.glob(f"{TMP_PREFIX}{key}-*")) if final.parent.is_dir() else []
+        if final.exists():
             quarantine = final.parent / f".corrupt-{final.name}-{uuid.uuid4().hex[:6]}"
-            try:
-                os.replace(final, quarantine)
-                shutil.rmtree(quarantine, ignore_errors=True)
-            except OSError:
-                pass
-            return None
+            os.replace(final, quarantine)
+            leftovers.append(quarantine)
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
