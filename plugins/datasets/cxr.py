@@ -1,0 +1,106 @@
+"""Embedded chest-X-ray-like dataset: grayscale frontal radiographs with a sex attribute.
+
+Offline, deterministic by seed, vectorised, one channel. A chest is drawn as dark lung fields with
+rib shadows, a bright mediastinum and spine, the heart and the diaphragm. Findings: no finding,
+cardiomegaly (wide heart), effusion (a bright basal fluid level), pneumonia (patchy consolidation)
+and pneumothorax (an apical region without lung markings, darker, with a pleural line). Sex
+changes the anatomy as on real films: female chests are narrower and carry breast shadows over
+the lower lung fields, where effusion and pneumonia appear, so a classifier trained on male films
+reads female films worse. Natural mix ~42% female as in CheXpert; test is sex-stratified.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from harness import Dataset, ImageSet, Splits, hookimpl
+from plugins.datasets._procedural import (check_fractions, grid, image_set, make_splits, smooth_noise,
+                                          stratified_codes, to_uint8)
+
+SEXES = ["female", "male"]
+CLASSES = ["no_finding", "cardiomegaly", "effusion", "pneumonia", "pneumothorax"]
+
+
+def _ellipse(x: np.ndarray, y: np.ndarray, cx, cy, rx, ry, sharpness: float = 12.0) -> np.ndarray:
+    """Soft ellipse masks (n, R, R); centre and radii are (n,) arrays."""
+    col = lambda v: np.asarray(v, np.float32)[:, None, None]  # noqa: E731
+    u, v = (x[None] - col(cx)) / col(rx), (y[None] - col(cy)) / col(ry)
+    # a linear ramp in squared distance: soft like a sigmoid edge, without sqrt and exp
+    return np.clip((1 - (u * u + v * v)) * (sharpness / 4) + 0.5, 0, 1)
+
+
+def render_cxr(rng: np.random.Generator, labels: np.ndarray, sexes: np.ndarray, resolution: int) -> np.ndarray:
+    """Render uint8 images (n, 1, R, R) for the given finding and sex codes."""
+    n = len(labels)
+    x, y = grid(resolution)
+    female = (sexes == 0).astype(np.float32)
+    finding = {name: (labels == code).astype(np.float32) for code, name in enumerate(CLASSES)}
+    width = rng.uniform(0.95, 1.05, n) * (1 - 0.15 * female)  # female chests are narrower
+    side = rng.choice([-1.0, 1.0], n)  # which lung carries a one-sided finding
+
+    body = _ellipse(x, y, np.zeros(n), np.full(n, 0.1), 0.95 * width, np.full(n, 1.2), 6.0)
+    lungs = [_ellipse(x, y, s * 0.42 * width, np.full(n, -0.1), 0.3 * width, np.full(n, 0.62), 10.0) for s in (-1, 1)]
+    ribs = 0.5 + 0.5 * np.cos(y[None] * (9 * np.pi) + rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32))
+    markings = 0.08 * smooth_noise(rng, n, resolution, cells=10)
+    lung_air = (lungs[0] + lungs[1]) * (0.55 - 0.12 * ribs + markings)
+
+    heart_width = rng.uniform(0.25, 0.32, n) * (1 + 0.45 * finding["cardiomegaly"])  # not scaled with the chest
+    heart = _ellipse(x, y, 0.12 * width, np.full(n, 0.3), heart_width, np.full(n, 0.28), 8.0)
+    spine = np.exp(-(x[None] / 0.07) ** 2) * np.ones((n, 1, 1), np.float32)
+    breasts = sum(_ellipse(x, y, s * 0.5 * width, np.full(n, 0.45), np.full(n, 0.3), np.full(n, 0.28), 6.0)
+                  for s in (-1, 1)) * female[:, None, None]
+
+    lung_side = np.where(side[:, None, None] < 0, lungs[0], lungs[1])
+    fluid_level = rng.uniform(0.15, 0.35, (n, 1, 1)).astype(np.float32)
+    effusion = lung_side * np.clip((y[None] - fluid_level) * 6 + 0.5, 0, 1) * finding["effusion"][:, None, None]
+    patch = np.clip(smooth_noise(rng, n, resolution, cells=4) - 0.3, 0, None)
+    pneumonia = lung_side * patch * (y[None] > -0.2) * finding["pneumonia"][:, None, None]
+    apex = _ellipse(x, y, side * 0.5 * width, np.full(n, -0.45), 0.22 * width, np.full(n, 0.3), 14.0)
+    pneumothorax = apex * lung_side * finding["pneumothorax"][:, None, None]
+
+    density = (0.75 * body - lung_air + 0.5 * heart * (1 - 0.5 * lung_air) + 0.35 * spine + 0.35 * breasts
+               + 0.45 * effusion + 0.3 * pneumonia)
+    density = density * (1 - pneumothorax) + pneumothorax * (0.75 * body - 0.72)  # air, no markings
+    image = 0.08 + 0.85 * np.clip(density, 0, 1) * rng.uniform(0.85, 1.1, (n, 1, 1)).astype(np.float32)
+    image += 0.02 * rng.standard_normal(image.shape, dtype=np.float32)
+    return to_uint8(image[:, None])
+
+
+class ChestXray(Dataset):
+    name = "cxr"
+    version = "1"
+    label_names: ClassVar[list[str]] = CLASSES
+    sensitive_attributes: ClassVar[list[str]] = ["sex"]
+    high_risk_classes: ClassVar[list[str]] = ["pneumothorax"]
+    defaults = {
+        "n_train": 3000,
+        "n_val": 500,
+        "n_test": 1000,
+        "resolution": 32,
+        "sex_fractions": [0.42, 0.58],
+        "test_sex_fractions": [0.5, 0.5],
+        "class_fractions": [0.3, 0.2, 0.2, 0.15, 0.15],
+    }
+    configs = {"cpu": {"resolution": 16, "n_train": 2000}, "paper": {"resolution": 64, "n_train": 10000,
+                                                                     "n_test": 3000}}
+
+    def load(self, seed: int) -> Splits:
+        p = self.params
+        check_fractions("sex_fractions", p["sex_fractions"], len(SEXES))
+        check_fractions("test_sex_fractions", p["test_sex_fractions"], len(SEXES))
+        check_fractions("class_fractions", p["class_fractions"], len(CLASSES))
+        sizes = {"train": p["n_train"], "val": p["n_val"], "test": p["n_test"]}
+        return make_splits(self._render_split, sizes, seed, prefix=self.name)
+
+    def _render_split(self, rng: np.random.Generator, n: int, split: str) -> ImageSet:
+        p = self.params
+        sexes = stratified_codes(rng, n, p["test_sex_fractions"] if split == "test" else p["sex_fractions"])
+        labels = stratified_codes(rng, n, p["class_fractions"])
+        images = render_cxr(rng, labels, sexes, p["resolution"])
+        return image_set(images, labels, {"sex": sexes}, CLASSES, {"sex": SEXES})
+
+
+@hookimpl
+def harness_datasets() -> list[type]:
+    return [ChestXray]

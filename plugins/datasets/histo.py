@@ -1,0 +1,124 @@
+"""Embedded histopathology-like dataset: H&E tissue patches whose stain depends on the hospital.
+
+Offline, deterministic by seed, vectorised. Three tissue classes differ in their nuclei
+(density, size, shape); three hospitals differ in stain colour (their own hematoxylin and eosin
+optical-density vectors), stain strength and scanner blur, as in CAMELYON17 and TCGA. Images are
+composed in optical density and turned into RGB by Beer-Lambert (the maths of
+skimage.color.hed2rgb, with a stain matrix per site). The sensitive attribute is the site,
+naturally imbalanced (50/35/15%); test is site-stratified. MeDi's site-label confounding comes
+from the `one_site_per_class` scenario.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from harness import Dataset, ImageSet, Splits, hookimpl
+from harness.scenarios import Scenario, default_scenarios, site_scenarios
+from plugins.datasets._procedural import (check_fractions, image_set, make_splits, smooth_noise, stratified_codes,
+                                          to_uint8)
+
+SITES = ["hospital_a", "hospital_b", "hospital_c"]
+CLASSES = ["normal", "stroma", "tumor"]
+#: per site: hematoxylin and eosin optical-density directions (RGB), stain strength, scanner blur (px at 32)
+STAINS = {
+    "hospital_a": dict(h=(0.65, 0.70, 0.29), e=(0.07, 0.99, 0.11), strength=1.0, blur=0.0),
+    "hospital_b": dict(h=(0.50, 0.80, 0.30), e=(0.20, 0.95, 0.25), strength=1.25, blur=0.6),
+    "hospital_c": dict(h=(0.80, 0.55, 0.20), e=(0.02, 0.75, 0.66), strength=0.75, blur=1.0),
+}
+#: per class: nuclei seeds per pixel, nucleus size (px at 32), elongation, eosin density
+TISSUE = {
+    "normal": dict(density=0.020, size=0.9, elongation=1.0, eosin=0.55),
+    "stroma": dict(density=0.030, size=0.6, elongation=3.0, eosin=0.85),
+    "tumor": dict(density=0.060, size=1.3, elongation=1.0, eosin=0.35),
+}
+
+
+def _unit(vector: tuple[float, float, float]) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _nuclei(rng: np.random.Generator, n: int, resolution: int, tissue: dict) -> np.ndarray:
+    """Hematoxylin density (n, R, R): random seeds blurred into round or spindle-shaped nuclei."""
+    scale = resolution / 32
+    seeds = (rng.random((n, resolution, resolution), dtype=np.float32) < tissue["density"] / scale ** 2)
+    size = tissue["size"] * scale
+    sigma = (0, size, size * tissue["elongation"])
+    nuclei = gaussian_filter(seeds.astype(np.float32), sigma=sigma, mode="wrap") * (2 * np.pi * size * size * tissue["elongation"])
+    turned = rng.random(n) < 0.5  # spindles run horizontally or vertically
+    nuclei[turned] = nuclei[turned].transpose(0, 2, 1)
+    return np.clip(nuclei * 1.6, 0, 1.2)
+
+
+def render_histo(rng: np.random.Generator, labels: np.ndarray, sites: np.ndarray, resolution: int) -> np.ndarray:
+    """Render uint8 images (n, 3, R, R) for the given class and site codes."""
+    n = len(labels)
+    hematoxylin = np.zeros((n, resolution, resolution), np.float32)
+    eosin = np.zeros(n, np.float32)
+    for code, name in enumerate(CLASSES):
+        members = np.flatnonzero(labels == code)
+        hematoxylin[members] = _nuclei(rng, len(members), resolution, TISSUE[name])
+        eosin[members] = TISSUE[name]["eosin"]
+    fibres = 1 + 0.25 * smooth_noise(rng, n, resolution, cells=8)
+    lumen = smooth_noise(rng, n, resolution, cells=3) > 1.2  # white gaps (fat, lumen)
+    eosin_map = eosin[:, None, None] * fibres * rng.uniform(0.8, 1.2, (n, 1, 1)).astype(np.float32) * ~lumen
+    hematoxylin *= ~lumen
+
+    image = np.empty((n, 3, resolution, resolution), np.float32)
+    for code, name in enumerate(SITES):
+        members = np.flatnonzero(sites == code)
+        stain = STAINS[name]
+        density = stain["strength"] * (hematoxylin[members, None] * _unit(stain["h"])[None, :, None, None] * 1.4
+                                       + eosin_map[members, None] * _unit(stain["e"])[None, :, None, None] * 0.5)
+        if stain["blur"]:
+            density = gaussian_filter(density, sigma=(0, 0, stain["blur"] * resolution / 32,
+                                                       stain["blur"] * resolution / 32))
+        image[members] = np.exp(-density)  # Beer-Lambert: optical density -> transmitted light
+    image *= rng.uniform(0.92, 1.0, (n, 1, 1, 1)).astype(np.float32)
+    image += 0.015 * rng.standard_normal(image.shape, dtype=np.float32)
+    return to_uint8(image)
+
+
+class Histo(Dataset):
+    name = "histo"
+    version = "1"
+    label_names: ClassVar[list[str]] = CLASSES
+    sensitive_attributes: ClassVar[list[str]] = ["site"]
+    high_risk_classes: ClassVar[list[str]] = ["tumor"]
+    defaults = {
+        "n_train": 3000,
+        "n_val": 500,
+        "n_test": 900,
+        "resolution": 32,
+        "site_fractions": [0.5, 0.35, 0.15],
+        "test_site_fractions": [1 / 3, 1 / 3, 1 / 3],  # site-stratified so each site's accuracy is measurable
+        "class_fractions": [0.4, 0.3, 0.3],
+    }
+    configs = {"cpu": {"resolution": 16, "n_train": 2000}, "paper": {"resolution": 64, "n_train": 10000,
+                                                                     "n_test": 3000}}
+
+    def load(self, seed: int) -> Splits:
+        p = self.params
+        check_fractions("site_fractions", p["site_fractions"], len(SITES))
+        check_fractions("test_site_fractions", p["test_site_fractions"], len(SITES))
+        check_fractions("class_fractions", p["class_fractions"], len(CLASSES))
+        sizes = {"train": p["n_train"], "val": p["n_val"], "test": p["n_test"]}
+        return make_splits(self._render_split, sizes, seed, prefix=self.name)
+
+    def _render_split(self, rng: np.random.Generator, n: int, split: str) -> ImageSet:
+        p = self.params
+        sites = stratified_codes(rng, n, p["test_site_fractions"] if split == "test" else p["site_fractions"])
+        labels = stratified_codes(rng, n, p["class_fractions"])
+        images = render_histo(rng, labels, sites, p["resolution"])
+        return image_set(images, labels, {"site": sites}, CLASSES, {"site": SITES})
+
+    def scenarios(self) -> dict[str, Scenario]:
+        return {**default_scenarios("site"), **site_scenarios("site")}
+
+
+@hookimpl
+def harness_datasets() -> list[type]:
+    return [Histo]
