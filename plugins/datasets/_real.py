@@ -1,0 +1,153 @@
+"""Shared machinery of the real-data loaders: the root folder, safe paths, image cache, splits.
+
+A loader says where its data comes from and reads its metadata into a table with the columns
+`path` (relative to root), `label` (a class name), `patient` (samples of one patient never cross
+splits) and one column per sensitive attribute (a value name or None for unknown). This module
+turns the table into splits: images are read once, resized to the run's resolution and cached as
+.npz (no pickle); patients go to train/val/test by a seeded hash, so splits are deterministic.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from harness import Dataset, DataError, ImageSet, Splits
+
+DEFAULT_CACHE = Path.home() / ".cache" / "harness" / "datasets"
+
+
+class RealDataset(Dataset):
+    """Base of the real loaders; subclasses set `source`, `layout`, `required` and `read_table`."""
+
+    #: where to get the data (shown when it is missing)
+    source: ClassVar[str] = ""
+    #: the expected on-disk layout under root (shown when it is missing)
+    layout: ClassVar[str] = ""
+    #: files that must exist under root
+    required: ClassVar[list[str]] = []
+    channels: ClassVar[int] = 3
+    #: fixed vocabularies; attributes not listed take the sorted values seen in the data
+    vocabularies: ClassVar[dict[str, list[str]]] = {}
+    defaults: ClassVar[dict[str, Any]] = {
+        "root": "",
+        "resolution": 32,
+        "cache_dir": "",  # default ~/.cache/harness/datasets
+        "attribute": "",  # the primary sensitive attribute; default the dataset's first
+        "val_fraction": 0.1,
+        "test_fraction": 0.2,
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        chosen = self.params["attribute"]
+        if chosen:
+            if chosen not in type(self).sensitive_attributes:
+                raise DataError(f"dataset '{self.name}' has no attribute '{chosen}'; "
+                                f"choose one of {type(self).sensitive_attributes}")
+            self.sensitive_attributes = [chosen] + [a for a in type(self).sensitive_attributes if a != chosen]
+
+    # -- what a loader implements ----------------------------------------------------------
+    def read_table(self, root: Path) -> pd.DataFrame:
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------------
+    def root(self) -> Path:
+        root = Path(os.path.expanduser(self.params["root"] or "")).resolve() if self.params["root"] else None
+        missing = [] if root and root.is_dir() else ["."]
+        if root and not missing:
+            missing = [name for name in self.required if not (root / name).exists()]
+        if missing:
+            where = f"{root}" if root else "(no root given: set the dataset parameter root = \"PATH\")"
+            raise DataError(f"dataset '{self.name}': data not found at {where}; missing {missing}.\n"
+                            f"Get it from: {self.source}\nExpected layout under root:\n{self.layout}")
+        return root
+
+    def load(self, seed: int) -> Splits:
+        root = self.root()
+        table = self.read_table(root).reset_index(drop=True)
+        if table.empty:
+            raise DataError(f"dataset '{self.name}': no usable rows under {root} (check the layout:\n{self.layout})")
+        paths = [inside(root, p) for p in table["path"]]
+        images = self.cached_images(root, paths)
+        full = self.image_set(table, images)
+        split = assign_splits(table["patient"].astype(str), seed, self.params["val_fraction"],
+                              self.params["test_fraction"])
+        parts = {name: full.subset(np.flatnonzero(split == name)) for name in ("train", "val", "test")}
+        return Splits(**parts).validate(self.name)
+
+    def image_set(self, table: pd.DataFrame, images: np.ndarray) -> ImageSet:
+        labels = pd.Categorical(table["label"], categories=self.label_names).codes
+        attributes, vocab = {}, {}
+        for name in self.sensitive_attributes:
+            values = [None if pd.isna(v) else str(v) for v in table[name]]
+            vocab[name] = self.vocabularies.get(name) or sorted({v for v in values if v is not None})
+            attributes[name] = pd.Categorical(values, categories=vocab[name]).codes.astype(np.int64)
+        return ImageSet(images=images, labels=labels, attributes=attributes, label_names=list(self.label_names),
+                        attribute_vocab=vocab, ids=np.array([f"{self.name}:{p}" for p in table["path"]]))
+
+    def cached_images(self, root: Path, paths: list[Path]) -> np.ndarray:
+        """Images resized to the resolution, read from the cache when the same files were read before."""
+        resolution = self.params["resolution"]
+        digest = hashlib.sha256(f"{self.name}|{self.version}|{resolution}|{self.channels}".encode())
+        for path in paths:
+            stat = path.stat()
+            digest.update(f"|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        cache_dir = Path(self.params["cache_dir"] or DEFAULT_CACHE)
+        cache_file = cache_dir / f"{self.name}-{resolution}px-{digest.hexdigest()[:20]}.npz"
+        if cache_file.exists():
+            with np.load(cache_file, allow_pickle=False) as npz:
+                return npz["images"]
+        images = np.stack([read_image(p, resolution, self.channels) for p in paths])
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(partial, images=images)
+        partial.replace(cache_file)  # atomic, so concurrent runs never read half a file
+        return images
+
+
+def inside(root: Path, relative: str | os.PathLike) -> Path:
+    """root / relative, refusing paths that escape root (absolute paths, '..', links outside)."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise DataError(f"metadata path '{relative}' points outside the data root {root}; refusing to read it")
+    if not path.is_file():
+        raise DataError(f"image '{relative}' listed in the metadata is missing under {root}")
+    return path
+
+
+def read_image(path: Path, resolution: int, channels: int) -> np.ndarray:
+    """Centre-crop to a square, resize to resolution, return uint8 (C, R, R)."""
+    with Image.open(path) as image:
+        image = image.convert("RGB" if channels == 3 else "L")
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    return array.transpose(2, 0, 1) if channels == 3 else array[None]
+
+
+def assign_splits(patients: pd.Series, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:
+    """'train' / 'val' / 'test' per row, by a seeded hash of the patient, so a patient stays in one split."""
+    def draw(patient: str) -> float:
+        return int(hashlib.sha256(f"{seed}:{patient}".encode()).hexdigest()[:12], 16) / 16 ** 12
+
+    u = patients.map(draw).to_numpy()
+    return np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train"))
+
+
+def age_bucket(ages: pd.Series, edges: list[float], names: list[str]) -> pd.Series:
+    """Ages (years, NaN unknown) -> bucket names; edges are the lower bounds of buckets 2..k."""
+    ages = pd.to_numeric(ages, errors="coerce")
+    codes = np.searchsorted(np.asarray(edges), ages.to_numpy(), side="right")
+    return pd.Series([names[c] if not np.isnan(a) else None for c, a in zip(codes, ages)], index=ages.index)
+
+
+def sex_name(values: pd.Series, female: tuple[str, ...] = ("F", "Female", "female"),
+             male: tuple[str, ...] = ("M", "Male", "male")) -> pd.Series:
+    return values.map(lambda v: "female" if v in female else "male" if v in male else None)

@@ -1,0 +1,102 @@
+"""Real chest X-ray loaders: CheXpert (sex, age) and the COVID-19 image data collection (sex, age, site)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from harness import DataError, hookimpl
+from plugins.datasets._real import RealDataset, age_bucket, sex_name
+
+AGE_EDGES, AGE_NAMES = [40, 60, 80], ["<40", "40-59", "60-79", "80+"]
+FRONTAL_VIEWS = {"PA", "AP", "AP Supine", "AP semi erect", "AP Erect"}
+
+
+class CheXpert(RealDataset):
+    """Single-label CheXpert: rows with exactly one positive among the chosen findings."""
+
+    name = "chexpert"
+    version = "1"
+    channels = 1
+    sensitive_attributes: ClassVar[list[str]] = ["sex", "age"]
+    vocabularies = {"sex": ["female", "male"], "age": AGE_NAMES}
+    required = ["train.csv"]
+    source = "https://stanfordmlgroup.github.io/competitions/chexpert/ (CheXpert-v1.0 or -small)"
+    layout = ("  train.csv (and optionally valid.csv)   Path, Sex, Age, Frontal/Lateral, one column per finding\n"
+              "  CheXpert-v1.0-small/train/patientNNNNN/studyN/viewN_frontal.jpg   as in the Path column\n"
+              "  (root is the folder holding train.csv; Path's first folder may be root itself)")
+    defaults = {**RealDataset.defaults,
+                "findings": ["No Finding", "Cardiomegaly", "Pleural Effusion", "Pneumonia", "Pneumothorax"]}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.label_names = list(self.params["findings"])
+        self.high_risk_classes = [f for f in self.label_names if f in ("Pneumothorax", "Pneumonia")]
+
+    def read_table(self, root: Path) -> pd.DataFrame:
+        tables = [pd.read_csv(root / name) for name in ("train.csv", "valid.csv") if (root / name).exists()]
+        meta = pd.concat(tables, ignore_index=True)
+        unknown = [f for f in self.label_names if f not in meta.columns]
+        if unknown:
+            raise DataError(f"chexpert: findings {unknown} are not columns of train.csv; choose from {list(meta.columns[5:])}")
+        meta = meta[meta["Frontal/Lateral"] == "Frontal"]
+        positive = meta[self.label_names].fillna(0).to_numpy() == 1  # uncertain (-1) counts as not positive
+        meta, positive = meta[positive.sum(axis=1) == 1], positive[positive.sum(axis=1) == 1]
+        return pd.DataFrame({
+            "path": [self._relative(root, p) for p in meta["Path"]],
+            "label": np.asarray(self.label_names)[positive.argmax(axis=1)],
+            "patient": meta["Path"].str.extract(r"(patient\d+)", expand=False),
+            "sex": sex_name(meta["Sex"]), "age": age_bucket(meta["Age"], AGE_EDGES, AGE_NAMES),
+        })
+
+    @staticmethod
+    def _relative(root: Path, path: str) -> str:
+        """Path as listed, or without its first folder when root is that folder."""
+        return path if (root / path).exists() else path.split("/", 1)[-1]
+
+
+class CovidChestXray(RealDataset):
+    """Frontal X-rays of the COVID-19 image data collection: COVID-19, other pneumonia, no finding."""
+
+    name = "covid"
+    version = "1"
+    channels = 1
+    label_names: ClassVar[list[str]] = ["COVID-19", "other pneumonia", "No Finding"]
+    high_risk_classes: ClassVar[list[str]] = ["COVID-19"]
+    sensitive_attributes: ClassVar[list[str]] = ["sex", "age", "site"]
+    vocabularies = {"sex": ["female", "male"], "age": AGE_NAMES}
+    required = ["metadata.csv", "images"]
+    source = "https://github.com/ieee8023/covid-chestxray-dataset (or ../shared/data/covid-chestxray here)"
+    layout = ("  metadata.csv     the original columns (patientid, sex, age, finding, view, modality, location, "
+              "filename, ...)\n  images/<filename>")
+    defaults = {**RealDataset.defaults, "top_sites": 5}  # sites beyond the largest few become "other"
+
+    def read_table(self, root: Path) -> pd.DataFrame:
+        meta = pd.read_csv(root / "metadata.csv")
+        meta = meta[(meta["modality"] == "X-ray") & meta["view"].isin(FRONTAL_VIEWS) & (meta["finding"] != "todo")]
+        meta = meta[[(root / "images" / str(f)).is_file() for f in meta["filename"]]]
+        meta = meta.drop_duplicates("filename")  # the collection lists some images twice (several offsets)
+        return pd.DataFrame({
+            "path": "images/" + meta["filename"].astype(str),
+            "label": meta["finding"].map(self._label),
+            "patient": meta["patientid"].astype(str),
+            "sex": sex_name(meta["sex"]), "age": age_bucket(meta["age"], AGE_EDGES, AGE_NAMES),
+            "site": self._sites(meta["location"]),
+        })
+
+    @staticmethod
+    def _label(finding: str) -> str:
+        if finding.startswith("COVID-19"):
+            return "COVID-19"
+        return "No Finding" if finding == "No Finding" else "other pneumonia"
+
+    def _sites(self, locations: pd.Series) -> pd.Series:
+        top = locations.value_counts().index[: self.params["top_sites"]]
+        return locations.map(lambda v: None if pd.isna(v) else v if v in top else "other")
+
+
+@hookimpl
+def harness_datasets() -> list[type]:
+    return [CheXpert, CovidChestXray]

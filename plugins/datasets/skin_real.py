@@ -1,0 +1,101 @@
+"""Real dermatology loaders: Fitzpatrick17k (skin tone) and HAM10000 / ISIC 2018 (age, sex, body site)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from harness import DataError, hookimpl
+from plugins.datasets._real import RealDataset, age_bucket, sex_name
+
+#: class subsets of Fitzpatrick17k's `label` column
+FITZPATRICK_SUBSETS = {
+    # FairGen's five conditions (its Table 1)
+    "fairgen5": ["allergic contact dermatitis", "basal cell carcinoma", "lichen planus", "psoriasis",
+                 "squamous cell carcinoma"],
+}
+#: Fitzpatrick types grouped as in FairGen / Groh et al.: I-II light, III-IV medium, V-VI dark
+TONE_OF_TYPE = {1: "light", 2: "light", 3: "medium", 4: "medium", 5: "dark", 6: "dark"}
+
+
+class Fitzpatrick17k(RealDataset):
+    name = "fitzpatrick17k"
+    version = "1"
+    sensitive_attributes: ClassVar[list[str]] = ["skin_tone"]
+    vocabularies = {"skin_tone": ["light", "medium", "dark"]}
+    required = ["fitzpatrick17k.csv", "images"]
+    source = "https://github.com/mattgroh/fitzpatrick17k (CSV; images downloaded from its url column)"
+    layout = ("  fitzpatrick17k.csv          the released metadata (md5hash, fitzpatrick_scale, label, "
+              "three_partition_label, ...)\n  images/<md5hash>.jpg        one image per row (rows without an image are skipped)")
+    defaults = {**RealDataset.defaults,
+                "subset": "fairgen5"}  # fairgen5 | three_partition | nine_partition
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.label_names = self._classes()
+        self.high_risk_classes = [c for c in self.label_names if "carcinoma" in c or "melanoma" in c
+                                  or c == "malignant"]
+
+    def _classes(self) -> list[str]:
+        subset = self.params["subset"]
+        if subset in FITZPATRICK_SUBSETS:
+            return FITZPATRICK_SUBSETS[subset]
+        if subset == "three_partition":
+            return ["benign", "malignant", "non-neoplastic"]
+        if subset == "nine_partition":
+            return ["benign dermal", "benign epidermal", "benign melanocyte", "genodermatoses", "inflammatory",
+                    "malignant cutaneous lymphoma", "malignant dermal", "malignant epidermal", "malignant melanoma"]
+        raise DataError(f"fitzpatrick17k: unknown subset '{subset}'; choose fairgen5, three_partition or nine_partition")
+
+    def read_table(self, root: Path) -> pd.DataFrame:
+        meta = pd.read_csv(root / "fitzpatrick17k.csv")
+        column = {"three_partition": "three_partition_label", "nine_partition": "nine_partition_label"}.get(
+            self.params["subset"], "label")
+        meta = meta[meta[column].isin(self.label_names)]
+        paths = "images/" + meta["md5hash"].astype(str) + ".jpg"
+        present = [(root / p).is_file() for p in paths]
+        meta, paths = meta[present], paths[present]
+        return pd.DataFrame({
+            "path": paths,
+            "label": meta[column],
+            "patient": meta["md5hash"].astype(str),  # no patient ids are released; one image each
+            "skin_tone": meta["fitzpatrick_scale"].map(TONE_OF_TYPE),
+        })
+
+
+class Ham10000(RealDataset):
+    name = "ham10000"
+    version = "1"
+    label_names: ClassVar[list[str]] = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    high_risk_classes: ClassVar[list[str]] = ["mel", "bcc", "akiec"]
+    sensitive_attributes: ClassVar[list[str]] = ["age", "sex", "site"]
+    vocabularies = {"age": ["<40", "40-59", "60+"], "sex": ["female", "male"]}
+    required = ["HAM10000_metadata.csv"]
+    source = "https://doi.org/10.7910/DVN/DBW86T (Harvard Dataverse) or the ISIC 2018 challenge task 3"
+    layout = ("  HAM10000_metadata.csv       lesion_id, image_id, dx, dx_type, age, sex, localization\n"
+              "  HAM10000_images_part_1/<image_id>.jpg and HAM10000_images_part_2/<image_id>.jpg\n"
+              "  (or all images in images/)")
+    image_folders = ("HAM10000_images_part_1", "HAM10000_images_part_2", "images")
+
+    def read_table(self, root: Path) -> pd.DataFrame:
+        meta = pd.read_csv(root / "HAM10000_metadata.csv")
+        paths = [self._find(root, image_id) for image_id in meta["image_id"]]
+        if None in paths:
+            missing = meta["image_id"][[p is None for p in paths]].iloc[0]
+            raise DataError(f"ham10000: image {missing}.jpg not found in any of {self.image_folders} under {root}")
+        site = meta["localization"].where(~meta["localization"].isin(["unknown"]), None)
+        return pd.DataFrame({"path": paths, "label": meta["dx"], "patient": meta["lesion_id"].astype(str),
+                             "age": age_bucket(meta["age"], [40, 60], ["<40", "40-59", "60+"]),
+                             "sex": sex_name(meta["sex"]), "site": site})
+
+    def _find(self, root: Path, image_id: str) -> str | None:
+        for folder in self.image_folders:
+            if (root / folder / f"{image_id}.jpg").is_file():
+                return f"{folder}/{image_id}.jpg"
+        return None
+
+
+@hookimpl
+def harness_datasets() -> list[type]:
+    return [Fitzpatrick17k, Ham10000]
