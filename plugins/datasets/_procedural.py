@@ -57,12 +57,15 @@ def blob_alpha(x: np.ndarray, y: np.ndarray, centre: np.ndarray, radii: np.ndarr
     cos, sin = column(np.cos(angle)), column(np.sin(angle))
     u, v = (cos * dx + sin * dy) / column(radii[:, 0]), (cos * dy - sin * dx) / column(radii[:, 1])
     distance = np.sqrt(u * u + v * v) + 1e-6
-    direction = (u + np.complex64(1j) * v) / distance  # e^{i phi}; its powers give the rim harmonics cheaply
+    cos1, sin1 = u / distance, v / distance  # the rim harmonics cos(k phi + p) from angle-sum identities
+    cos2, sin2 = cos1 * cos1 - sin1 * sin1, 2 * sin1 * cos1
+    cos3, sin3 = cos2 * cos1 - sin2 * sin1, sin2 * cos1 + cos2 * sin1
+    cos5, sin5 = cos3 * cos2 - sin3 * sin2, sin3 * cos2 + cos3 * sin2
     rim = np.ones_like(distance)
-    for k in (2, 3, 5):
+    for k, cos_k, sin_k in ((2, cos2, sin2), (3, cos3, sin3), (5, cos5, sin5)):
         amplitude = irregularity * rng.uniform(0.3, 1.0, n) / k ** 0.5
-        phase = np.exp(1j * rng.uniform(0, 2 * np.pi, n))
-        rim += column(amplitude) * (direction ** k * phase[:, None, None].astype(np.complex64)).real
+        phase = rng.uniform(0, 2 * np.pi, n)
+        rim += column(amplitude * np.cos(phase)) * cos_k - column(amplitude * np.sin(phase)) * sin_k
     logit = (1 - distance / np.maximum(rim, 0.2)) * column(sharpness)
     return 1 / (1 + np.exp(-np.clip(logit, -30, 30)))
 
