@@ -1,0 +1,277 @@
+"""timm classifiers: any timm architecture by name, trained end to end on real + synthetic images.
+
+`timm` takes any architecture (resnet18/50, vit_base_patch16_224, vgg16, convnext_base, ...)
+from scratch or from a local weights file (safetensors, or torch.load with weights_only=True);
+nothing is downloaded. Images are turned to RGB, resized to `image_size` (0 keeps their size)
+and normalised with the model's mean/std. The best epoch by val accuracy is kept; test is never
+seen. `small_cnn` is the same code with CPU-sized defaults (timm's test_resnet at native size).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness import Classifier, ConfigError, ImageSet, hookimpl
+from plugins.classifiers import training
+
+PREDICT_BATCH = 256
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+BASE_DEFAULTS: dict[str, Any] = {
+    "arch": "resnet18",
+    "weights": "",  # local .safetensors / .pt / .pth file; "" = train from scratch
+    "image_size": 0,  # 0 = keep the images' size
+    "epochs": 10,
+    "batch_size": 64,
+    "optimizer": "adam",  # "adam" | "adamw" | "sgd"
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "scheduler": "none",  # "none" | "cosine" | "step"
+    "step_size": 7,  # StepLR epochs per decay
+    "step_gamma": 0.1,
+    "head_dropout": 0.0,  # timm drop_rate: dropout before the classifier head
+    "sample_weight_mode": "sampler",  # "sampler" (WeightedRandomSampler) | "loss" (weighted loss)
+    "threads": 1,  # CPU threads; 2 threads on a shared, loaded CPU were 5-10x slower here
+    "device": "auto",  # "auto" = cuda if available, else cpu
+    **training.TRAINING_OPTIONS,
+}
+
+PAPER_CONFIGS: dict[str, dict[str, Any]] = {
+    # FairGen's downstream classifier, with its inverse-performance group reweighting (step 4)
+    "paper_fairgen": {"arch": "vit_base_patch16_224", "image_size": 224, "optimizer": "adamw", "lr": 1e-4,
+                      "weight_decay": 1e-5, "scheduler": "cosine", "epochs": 10, "batch_size": 64,
+                      "head_dropout": 0.3, "group_reweighting": "inverse_performance"},
+    # skin-diff's classifier: Adam 1e-3, StepLR, class-weighted sampler
+    "paper_skindiff": {"arch": "resnet18", "image_size": 224, "optimizer": "adam", "lr": 1e-3,
+                       "scheduler": "step", "step_size": 7, "step_gamma": 0.1, "epochs": 20,
+                       "batch_size": 32, "balance": "class"},
+}
+
+CPU_CONFIG: dict[str, Any] = {"arch": "test_resnet", "image_size": 0, "epochs": 5, "batch_size": 32,
+                              "optimizer": "adam", "lr": 5e-3, "scheduler": "cosine", "threads": 1}
+
+
+class TimmClassifier(Classifier):
+    name = "timm"
+    version = "1"
+    defaults = BASE_DEFAULTS
+    configs = {"cpu": CPU_CONFIG, "paper": PAPER_CONFIGS["paper_fairgen"], **PAPER_CONFIGS}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        training.check_training_options(self.name, self.params)
+        training.check_choice(self.name, "optimizer", self.params["optimizer"], ("adam", "adamw", "sgd"))
+        training.check_choice(self.name, "scheduler", self.params["scheduler"], ("none", "cosine", "step"))
+        training.check_choice(self.name, "sample_weight_mode", self.params["sample_weight_mode"], ("sampler", "loss"))
+        self.model: torch.nn.Module | None = None
+        self.history: list[dict[str, float]] = []  # per epoch: val accuracy, group weights
+        self.stats: dict[str, float] = {}
+
+    # -- model -----------------------------------------------------------------------------
+    def build_model(self, num_classes: int) -> torch.nn.Module:
+        """The timm model with a `num_classes` head, from scratch or the local weights file."""
+        import timm
+
+        try:
+            model = timm.create_model(self.params["arch"], pretrained=False, num_classes=num_classes,
+                                      in_chans=3, drop_rate=self.params["head_dropout"])
+        except RuntimeError as exc:  # timm raises RuntimeError for unknown names
+            raise ConfigError(f"classifier '{self.name}': {exc}; list names with timm.list_models()") from exc
+        if self.params["weights"]:
+            load_backbone_weights(model, Path(self.params["weights"]))
+        return model
+
+    def _set_input_transform(self, model: torch.nn.Module, device: torch.device) -> None:
+        """Resize to `image_size` and normalise with the architecture's own mean/std."""
+        config = model.pretrained_cfg
+        self._device = device
+        self._mean = torch.tensor(config.get("mean", IMAGENET_MEAN), device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(config.get("std", IMAGENET_STD), device=device).view(1, 3, 1, 1)
+
+    def _to_input(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 RGB (N, 3, H, W) -> resized, normalised float input on the model's device."""
+        x = images_uint8.to(self._device, dtype=torch.float32) / 255.0
+        size = self.params["image_size"]
+        if size and tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return (x - self._mean) / self._std
+
+    # -- training --------------------------------------------------------------------------
+    def fit(self, train: ImageSet, val: ImageSet, seed: int, sample_weight: np.ndarray | None = None) -> None:
+        base_weights = training.check_training_data(self.name, train, val, sample_weight)
+        torch.manual_seed(seed)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.params["threads"])
+        try:
+            self._fit(train, val, seed, base_weights)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, train: ImageSet, val: ImageSet, seed: int, base_weights: np.ndarray) -> None:
+        p = self.params
+        device = resolve_device(p["device"])
+        model = self.build_model(train.num_classes).to(device)
+        self._set_input_transform(model, device)
+        optimizer = make_optimizer(model, p)
+        scheduler = make_scheduler(optimizer, p)
+        augmentation = training.build_augmentation(p["augment"])
+        generator = torch.Generator().manual_seed(seed)
+        train_images = training.as_rgb(torch.from_numpy(train.images))
+        train_labels = torch.from_numpy(train.labels)
+        groups, num_groups = self._groups(train, val)
+        best_accuracy, best_epoch, best_state, group_accuracy = -1.0, 0, None, None
+        self.history = []
+        for epoch in range(p["epochs"]):
+            group_weights = (training.inverse_performance_weights(group_accuracy, num_groups)
+                             if p["group_reweighting"] == "inverse_performance" else None)
+            order, loss_weights = self._epoch_order(train, base_weights, groups, group_weights, generator)
+            model.train()
+            for start in range(0, len(order), p["batch_size"]):
+                index = order[start:start + p["batch_size"]]
+                if len(index) < 2:  # BatchNorm cannot train on a single sample
+                    continue
+                batch = training.augment_batch(train_images[index], augmentation)
+                logits = model(self._to_input(batch))
+                per_sample = training.classification_loss(logits, train_labels[index].to(self._device),
+                                                          p["loss"], p["focal_gamma"])
+                weights = loss_weights[index].to(self._device)
+                loss = (per_sample * weights).sum() / weights.sum()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            correct = self._predict_with(model, val.images).argmax(1) == val.labels
+            accuracy = float(correct.mean())
+            if groups is not None:
+                group_accuracy = training.group_accuracy(correct, self._val_groups, num_groups)
+            self.history.append({"epoch": epoch, "val_acc": accuracy,
+                                 "group_weights": None if group_weights is None else group_weights.tolist()})
+            if accuracy > best_accuracy:  # the earliest epoch wins ties
+                best_accuracy, best_epoch, best_state = accuracy, epoch, copy.deepcopy(model.state_dict())
+        model.load_state_dict(best_state)
+        self.model = model.eval()
+        self.stats = {"best_val_acc": best_accuracy, "best_epoch": float(best_epoch)}
+
+    def _groups(self, train: ImageSet, val: ImageSet) -> tuple[np.ndarray | None, int]:
+        if self.params["group_reweighting"] == "none":
+            return None, 0
+        attribute = training.group_attribute_name(train, self.params["group_attribute"])
+        self._val_groups = val.group_codes(attribute)
+        return train.group_codes(attribute), len(train.attribute_vocab[attribute])
+
+    def _epoch_order(self, train: ImageSet, base_weights: np.ndarray, groups: np.ndarray | None,
+                     group_weights: np.ndarray | None, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """This epoch's sample order and per-sample loss weights.
+
+        Sampler mode draws N samples with replacement from the sampling mass (a
+        WeightedRandomSampler rebuilt every epoch); loss mode shuffles and weights the loss.
+        Uniform mass falls back to a plain shuffle so the default run is ordinary SGD.
+        """
+        n = len(train)
+        if self.params["sample_weight_mode"] == "loss":
+            mass = training.sampling_mass(base_weights, train.labels, train.num_classes, self.params["balance"],
+                                          groups, group_weights)
+            return torch.randperm(n, generator=generator), torch.from_numpy(mass * n).float()
+        mass = training.sampling_mass(base_weights, train.labels, train.num_classes, self.params["balance"],
+                                      groups, group_weights)
+        ones = torch.ones(n)
+        if np.allclose(mass, 1.0 / n):
+            return torch.randperm(n, generator=generator), ones
+        return torch.multinomial(torch.from_numpy(mass), n, replacement=True, generator=generator), ones
+
+    # -- prediction ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _predict_with(self, model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+        model.eval()
+        rgb = training.as_rgb(torch.from_numpy(images))
+        chunks = [F.softmax(model(self._to_input(rgb[start:start + PREDICT_BATCH])).float(), dim=1).cpu()
+                  for start in range(0, len(rgb), PREDICT_BATCH)]
+        return torch.cat(chunks).double().numpy()
+
+    def predict_proba(self, images: ImageSet) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError(f"classifier '{self.name}': call fit() before predict_proba()")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.params["threads"])
+        try:
+            proba = self._predict_with(self.model, images.images)
+        finally:
+            torch.set_num_threads(threads)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def parameter_count(self, num_classes: int = 2) -> int:
+        """Parameters of the configured model (builds it; downloads nothing)."""
+        return sum(p.numel() for p in self.build_model(num_classes).parameters())
+
+
+class SmallCNN(TimmClassifier):
+    """The default CPU classifier: timm's test_resnet at the images' own size, seconds per run."""
+
+    name = "small_cnn"
+    version = "1"
+    defaults = {**BASE_DEFAULTS, **CPU_CONFIG}
+    configs = {"cpu": CPU_CONFIG, "paper": {"arch": "resnet18", "image_size": 224, "epochs": 20, "lr": 1e-3,
+                                            "scheduler": "step", "step_size": 7, "batch_size": 64}}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def make_optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimizer:
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    extra = {"momentum": 0.9} if params["optimizer"] == "sgd" else {}
+    return kinds[params["optimizer"]](model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"], **extra)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, params: dict):
+    if params["scheduler"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params["epochs"], 1))
+    if params["scheduler"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=params["step_size"], gamma=params["step_gamma"])
+    return None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file or a torch file read with weights_only=True (never unpickled)."""
+    if not path.is_file():
+        raise ConfigError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return {k.removeprefix("module."): v for k, v in state.items() if torch.is_tensor(v)}
+
+
+def load_backbone_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load every backbone tensor from `path`; the class head is kept fresh when its shape differs."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    head = model.pretrained_cfg.get("classifier", "")
+    heads = head if isinstance(head, (list, tuple)) else [head]
+    missing = [k for k in own if k not in usable and not any(h and k.startswith(h) for h in heads)]
+    if missing:
+        raise ConfigError(
+            f"weights file {path} does not fit this architecture: {len(missing)} tensors missing or "
+            f"mis-shaped, e.g. {missing[:3]}; pass weights saved from the same timm architecture"
+        )
+    model.load_state_dict(usable, strict=False)
+
+
+@hookimpl
+def harness_classifiers() -> list[type]:
+    return [TimmClassifier, SmallCNN]

@@ -1,0 +1,162 @@
+"""Training options shared by every classifier plugin.
+
+Pure, small pieces: the per-sample sampling mass (given weights x class balance x FairGen's
+adaptive group weights), FairGen's inverse-performance group reweighting (METHODS.md, FairGen
+step 4), focal loss (Ktena et al. baseline), heuristic augmentation and per-group accuracy.
+The parameters below are merged into each classifier's `defaults`, so every classifier takes
+the same option names.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness import ConfigError, DataError, ImageSet
+
+#: options every classifier honours; each plugin merges these into its `defaults`
+TRAINING_OPTIONS: dict[str, object] = {
+    "balance": "none",  # "none" | "class": class-balanced sampling (mass 1/n_class per sample)
+    "group_reweighting": "none",  # "none" | "inverse_performance" (FairGen step 4)
+    "group_attribute": "",  # attribute for group reweighting; "" = the first attribute in the set
+    "loss": "ce",  # "ce" | "focal"
+    "focal_gamma": 2.0,
+    "augment": "none",  # "none" | "flip_rotate_colour" | "randaugment"
+}
+
+BALANCE_CHOICES = ("none", "class")
+REWEIGHTING_CHOICES = ("none", "inverse_performance")
+LOSS_CHOICES = ("ce", "focal")
+AUGMENT_CHOICES = ("none", "flip_rotate_colour", "randaugment")
+#: FairGen Eq. 10 as released: 1 / (acc + 1e-6)
+INVERSE_PERFORMANCE_EPS = 1e-6
+
+
+def check_choice(plugin: str, key: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"classifier '{plugin}': {key}={value!r} is not one of {list(choices)}")
+
+
+def check_training_options(plugin: str, params: dict) -> None:
+    check_choice(plugin, "balance", params["balance"], BALANCE_CHOICES)
+    check_choice(plugin, "group_reweighting", params["group_reweighting"], REWEIGHTING_CHOICES)
+    check_choice(plugin, "loss", params["loss"], LOSS_CHOICES)
+    check_choice(plugin, "augment", params["augment"], AUGMENT_CHOICES)
+
+
+def check_training_data(plugin: str, train: ImageSet, val: ImageSet, sample_weight: np.ndarray | None) -> np.ndarray:
+    """Refuse data a classifier cannot learn from; return the per-sample weights (ones if None)."""
+    if train.multilabel:
+        raise DataError(f"classifier '{plugin}': multi-label targets are not supported; give one class code per image")
+    if len(train) == 0:
+        raise DataError(f"classifier '{plugin}': the training set is empty")
+    if len(val) == 0:
+        raise DataError(f"classifier '{plugin}': model selection needs a non-empty val split (test is never used)")
+    if sample_weight is None:
+        return np.ones(len(train))
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (len(train),) or not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
+        raise DataError(
+            f"classifier '{plugin}': sample_weight must be {len(train)} finite non-negative numbers with a "
+            f"positive sum, got shape {weights.shape}"
+        )
+    return weights
+
+
+def group_attribute_name(images: ImageSet, requested: str) -> str:
+    """The attribute that defines groups: `requested`, or the set's first attribute."""
+    if requested:
+        images.group_codes(requested)  # raises with the known names if it is missing
+        return requested
+    if not images.attributes:
+        raise DataError("group reweighting needs a sensitive attribute, but the image set has none")
+    return next(iter(images.attributes))
+
+
+def group_accuracy(correct: np.ndarray, groups: np.ndarray, num_groups: int) -> np.ndarray:
+    """Accuracy per group code 0..num_groups-1; NaN for a group without samples (unknown -1 ignored)."""
+    accuracy = np.full(num_groups, np.nan)
+    for g in range(num_groups):
+        members = groups == g
+        if members.any():
+            accuracy[g] = correct[members].mean()
+    return accuracy
+
+
+def inverse_performance_weights(previous_accuracy: np.ndarray | None, num_groups: int) -> np.ndarray:
+    """FairGen's adaptive group weights (Eq. 10 as released).
+
+    Epoch 0 (no previous accuracy): every w_g = 1. Epoch e: w_g = (1/(acc_g + 1e-6)) normalised
+    to sum 1 over groups, acc_g the val accuracy of group g after epoch e-1. A group without val
+    samples (NaN) gets the mean weight of the others, so it is neither starved nor flooded.
+    """
+    if previous_accuracy is None:
+        return np.ones(num_groups)
+    accuracy = np.asarray(previous_accuracy, dtype=np.float64)
+    inverse = 1.0 / (accuracy + INVERSE_PERFORMANCE_EPS)
+    known = np.isfinite(inverse)
+    if not known.any():
+        return np.ones(num_groups)
+    inverse[~known] = inverse[known].mean()
+    return inverse / inverse.sum()
+
+
+def class_balance_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-sample 1/n_class, so every present class gets the same sampling mass."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return 1.0 / counts[labels]
+
+
+def per_sample_group_weights(groups: np.ndarray, group_weights: np.ndarray) -> np.ndarray:
+    """w_{g(i)} for each sample; samples with an unknown group (-1) get the mean group weight."""
+    weights = np.full(len(groups), group_weights.mean())
+    known = groups >= 0
+    weights[known] = group_weights[groups[known]]
+    return weights
+
+
+def sampling_mass(base_weights: np.ndarray, labels: np.ndarray, num_classes: int, balance: str,
+                  groups: np.ndarray | None = None, group_weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample sampling probability: given weights x class balance x group weights, summing to 1."""
+    mass = np.asarray(base_weights, dtype=np.float64).copy()
+    if balance == "class":
+        mass *= class_balance_weights(labels, num_classes)
+    if group_weights is not None:
+        mass *= per_sample_group_weights(groups, group_weights)
+    return mass / mass.sum()
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str, focal_gamma: float) -> torch.Tensor:
+    """Per-sample loss (no reduction): cross-entropy, or focal loss -(1-p_t)^gamma log p_t."""
+    log_p = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
+    if loss == "focal":
+        return -((1.0 - log_p.exp()) ** focal_gamma) * log_p
+    return -log_p
+
+
+def build_augmentation(kind: str):
+    """A per-image transform on uint8 (C, H, W) tensors, or None. Draws from torch's global RNG."""
+    if kind == "none":
+        return None
+    from torchvision.transforms import v2
+
+    if kind == "randaugment":
+        return v2.RandAugment()
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),  # medical images (lesions, histology) have no canonical up
+        v2.RandomRotation(15),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.1),
+    ])
+
+
+def augment_batch(images: torch.Tensor, transform) -> torch.Tensor:
+    """Apply `transform` image by image (v2 transforms draw one set of parameters per call)."""
+    if transform is None:
+        return images
+    return torch.stack([transform(image) for image in images])
+
+
+def as_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Grayscale (N, 1, H, W) repeated to 3 channels, so one backbone (and ImageNet weights) fits both."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images

@@ -1,0 +1,133 @@
+"""The timm classifier plugins: learn a toy task, honour weights, select on val, stay deterministic."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from classifier_toys import square_position_set
+from harness import ConfigError, DataError
+from plugins.classifiers import training
+from plugins.classifiers.timm_cnn import SmallCNN, TimmClassifier
+
+FAST = {"epochs": 3}
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return square_position_set(400, 0), square_position_set(120, 1, prefix="v"), square_position_set(200, 2, prefix="t")
+
+
+def test_small_cnn_beats_chance_and_returns_probabilities(toy):
+    train, val, test = toy
+    classifier = SmallCNN(**FAST)
+    classifier.fit(train, val, seed=0)
+    proba = classifier.predict_proba(test)
+    assert proba.shape == (len(test), 4) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert (proba.argmax(1) == test.labels).mean() > 0.6  # chance is 0.25
+    assert len(classifier.history) == FAST["epochs"]
+
+
+def test_same_seed_same_predictions(toy):
+    train, val, test = toy
+    runs = []
+    for _ in range(2):
+        classifier = SmallCNN(epochs=1, threads=1, augment="flip_rotate_colour")
+        classifier.fit(train.subset(np.arange(200)), val, seed=3)
+        runs.append(classifier.predict_proba(test))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_grayscale_input_is_accepted():
+    train = square_position_set(200, 0, channels=1)
+    val = square_position_set(60, 1, channels=1, prefix="v")
+    classifier = SmallCNN(epochs=1, threads=1)
+    classifier.fit(train, val, seed=0)
+    assert classifier.predict_proba(val).shape == (60, 4)
+
+
+def test_zero_sample_weight_removes_a_class_from_training(toy):
+    train, val, test = toy
+    weights = np.where(train.labels == 0, 0.0, 1.0)
+    classifier = SmallCNN(**FAST)
+    classifier.fit(train, val, seed=0, sample_weight=weights)
+    predicted = classifier.predict_proba(test).argmax(1)
+    assert not (predicted == 0).any()  # class 0 was never sampled, so the head never learns it
+    assert (predicted[test.labels != 0] == test.labels[test.labels != 0]).mean() > 0.6
+
+
+def test_best_epoch_is_chosen_on_val_accuracy(toy, monkeypatch):
+    train, val, _ = toy
+    classifier = SmallCNN(epochs=3, threads=1)
+    classifier.fit(train, val, seed=0)
+    accuracies = [h["val_acc"] for h in classifier.history]
+    assert classifier.stats["best_epoch"] == int(np.argmax(accuracies))
+    assert classifier.stats["best_val_acc"] == max(accuracies)
+    kept = (classifier.predict_proba(val).argmax(1) == val.labels).mean()
+    assert kept == pytest.approx(max(accuracies))
+
+
+def test_group_reweighting_and_focal_loss_run_and_record_weights(toy):
+    train, val, _ = toy
+    classifier = SmallCNN(epochs=2, threads=1, group_reweighting="inverse_performance", loss="focal",
+                          balance="class", sample_weight_mode="loss")
+    classifier.fit(train, val, seed=0)
+    assert classifier.history[0]["group_weights"] == [1.0, 1.0, 1.0]
+    second = np.array(classifier.history[1]["group_weights"])
+    assert second.sum() == pytest.approx(1.0)
+
+
+def test_bad_options_and_data_say_what_to_fix(toy):
+    train, val, _ = toy
+    with pytest.raises(ConfigError, match="loss='hinge'"):
+        SmallCNN(loss="hinge")
+    with pytest.raises(ConfigError, match="list names with timm.list_models"):
+        TimmClassifier(arch="no_such_net").parameter_count()
+    with pytest.raises(DataError, match="non-empty val"):
+        SmallCNN(**FAST).fit(train, val.empty_like(), seed=0)
+    with pytest.raises(DataError, match="sample_weight"):
+        SmallCNN(**FAST).fit(train, val, seed=0, sample_weight=np.ones(3))
+
+
+def test_inverse_performance_weights_follow_fairgen_formula():
+    # toy validation history for groups (a, b, c): epoch 0 has none; then acc after epochs 0 and 1
+    assert training.inverse_performance_weights(None, 3).tolist() == [1.0, 1.0, 1.0]
+    after_epoch0 = np.array([0.9, 0.5, 0.25])
+    weights = training.inverse_performance_weights(after_epoch0, 3)
+    inverse = 1 / (after_epoch0 + 1e-6)
+    np.testing.assert_allclose(weights, inverse / inverse.sum())
+    np.testing.assert_allclose(weights, [0.15625, 0.28125, 0.5625], atol=1e-6)
+    after_epoch1 = np.array([0.8, 0.8, np.nan])  # group c had no val samples
+    np.testing.assert_allclose(training.inverse_performance_weights(after_epoch1, 3), [1 / 3] * 3)
+
+
+def test_group_weights_set_the_per_group_sampling_mass():
+    groups = np.array([0, 0, 0, 1, 2, 2])  # group sizes 3, 1, 2
+    labels = np.zeros(6, dtype=np.int64)
+    group_weights = training.inverse_performance_weights(np.array([0.9, 0.5, 0.25]), 3)
+    mass = training.sampling_mass(np.ones(6), labels, 1, "none", groups, group_weights)
+    per_group = np.array([mass[groups == g].sum() for g in range(3)])
+    expected = group_weights * np.array([3, 1, 2])
+    np.testing.assert_allclose(per_group, expected / expected.sum())
+
+
+def test_class_balance_gives_each_class_equal_mass():
+    labels = np.array([0, 0, 0, 0, 1, 2])
+    mass = training.sampling_mass(np.ones(6), labels, 3, "class")
+    np.testing.assert_allclose([mass[labels == c].sum() for c in range(3)], [1 / 3] * 3)
+
+
+def test_focal_loss_matches_hand_computation():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    targets = torch.tensor([0, 0])
+    p = torch.softmax(logits, 1)[:, 0]
+    expected = -((1 - p) ** 2) * torch.log(p)
+    torch.testing.assert_close(training.classification_loss(logits, targets, "focal", 2.0), expected)
+    torch.testing.assert_close(training.classification_loss(logits, targets, "ce", 2.0), -torch.log(p))
+
+
+@pytest.mark.parametrize("config, minimum", [("paper_skindiff", 11_000_000), ("paper_fairgen", 85_000_000)])
+def test_paper_configs_build_offline(config, minimum):
+    count = TimmClassifier(config=config).parameter_count(num_classes=2)
+    assert count > minimum
