@@ -1,0 +1,33 @@
+"""Class-only conditional DDPM (Ho et al. 2020; Ktena et al.'s "label conditioning"; MeDi's CLS).
+
+The condition is the class label alone, with classifier-free guidance (null class with
+probability `p_uncond`). The requested attributes are ignored, so the sensitive attribute of
+the samples follows whatever the model learned from the training data. Trains at `resolution`
+(cpu: 16 px) and returns images resized to the training set's H x W; see _diffusion.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from harness import ImageSet, hookimpl
+from plugins.generators._diffusion import COMMON_DEFAULTS, HO_CIFAR_PAPER, Factor, PixelDiffusionGenerator, check_labels
+
+
+class ClassConditionalDDPM(PixelDiffusionGenerator):
+    name = "ddpm"
+    version = "1"
+    defaults = dict(COMMON_DEFAULTS)
+    # defaults are the cpu config; paper: Ho et al.'s CIFAR model, DDIM 200 steps, no guidance
+    # (Khosravi et al. found unguided sampling best for downstream use)
+    configs = {"cpu": {}, "paper": {**HO_CIFAR_PAPER, "guidance_scale": 1.0, "sample_steps": 200}}
+
+    def condition_factors(self, train: ImageSet) -> list[Factor]:
+        return [Factor("label", train.num_classes)]
+
+    def encode(self, labels: np.ndarray, attributes: dict[str, np.ndarray]) -> np.ndarray:
+        return check_labels(labels, len(self.state["label_names"]))[:, None]
+
+
+@hookimpl
+def harness_generators():
+    return [ClassConditionalDDPM]
