@@ -1,14 +1,23 @@
-"""Executors: how cells are handed out. One interface, shaped like concurrent.futures.
+"""Executors: how cells are handed out. One interface, shaped like concurrent.futures:
+`map_unordered(fn, items)` yields (item, result), or (item, exception) for an item whose
+worker died, in completion order.
 
 `serial` runs cells in this process in grid order. `process` runs them in a local pool of
-spawned worker processes with one torch thread each; the artifact cache's per-key locks make
-two workers that need the same generator train it once.
+spawned worker processes with one torch thread each. `ray` makes each cell a Ray task (one
+CPU, plus one GPU for cells that want one when the cluster has GPUs), on a local Ray instance
+by default or on an existing cluster (`address`). In every case the artifact cache's per-key
+locks make two workers that need the same generator train it once.
 """
 from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterable, Iterator
+
+from harness.contracts import ConfigError
+
+RAY_MISSING = ("the ray executor needs Ray, an optional dependency: pip install 'fairgen-harness[ray]' "
+               "(or pip install ray)")
 
 
 class SerialExecutor:
@@ -45,12 +54,102 @@ class ProcessExecutor:
                     future.cancel()
 
 
-EXECUTORS: dict[str, type] = {"serial": SerialExecutor, "process": ProcessExecutor}
+class RayExecutor:
+    """Each item is a Ray task. `wants_gpu(item)` says whether an item should reserve a GPU;
+    it gets one when the cluster has any (with device "cuda", a cluster without GPUs is an
+    error rather than a hang). A task whose worker process dies is rerun up to `retries` times
+    by Ray itself; results travel back to the caller, artifacts go through the shared cache."""
+
+    def __init__(self, workers: int = 2, address: str | None = None, retries: int = 0,
+                 wants_gpu: Callable[[Any], bool] | None = None, device: str = "auto") -> None:
+        self.workers = max(1, workers)
+        self.address = address
+        self.retries = max(0, retries)
+        self.wants_gpu = wants_gpu or (lambda item: False)
+        self.device = device
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        ray = import_ray()
+        started_here = self._connect(ray)
+        pending: dict[Any, Any] = {}
+        try:
+            cluster_gpus = ray.cluster_resources().get("GPU", 0)
+            task = ray.remote(_run_in_ray_worker)
+            shared_fn = ray.put(fn)
+            for item in items:
+                options = {"num_cpus": 1, "num_gpus": self._gpus(item, cluster_gpus), "max_retries": self.retries}
+                pending[task.options(**options).remote(shared_fn, item)] = item
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                item = pending.pop(done[0])
+                try:
+                    yield item, ray.get(done[0])
+                except Exception as exc:  # a worker that died, after its retries: fails only its cell
+                    yield item, _cause(ray, exc)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if started_here:
+                ray.shutdown()
+
+    def _connect(self, ray: Any) -> bool:
+        """Join the running Ray instance or cluster, or start a local one; True if started here."""
+        if ray.is_initialized():
+            return False
+        if self.address:
+            try:
+                ray.init(address=self.address, logging_level="WARNING")
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"could not join the Ray cluster at '{self.address}': {exc}. Start one with "
+                                  "`ray start --head`, or leave out --address for a local instance") from exc
+        else:
+            ray.init(num_cpus=self.workers, include_dashboard=False, logging_level="WARNING")
+        return True
+
+    def _gpus(self, item: Any, cluster_gpus: float) -> int:
+        if not self.wants_gpu(item):
+            return 0
+        if cluster_gpus:
+            return 1
+        if self.device.startswith("cuda"):
+            raise ConfigError(f"--device {self.device} was asked for, but the Ray cluster has no GPU; "
+                              "run with --device auto or cpu, or join a cluster with GPUs (--address)")
+        return 0
 
 
-def make_executor(name: str, workers: int) -> SerialExecutor | ProcessExecutor:
+def _run_in_ray_worker(fn: Callable[[Any], Any], item: Any) -> Any:
+    _init_worker()
+    return fn(item)
+
+
+def _cause(ray: Any, exc: Exception) -> BaseException:
+    """The plugin's own exception rather than Ray's wrapper, when there is one."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        return exc.as_instanceof_cause()
+    return exc
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(RAY_MISSING) from exc
+    return ray
+
+
+EXECUTORS: dict[str, type] = {"serial": SerialExecutor, "process": ProcessExecutor, "ray": RayExecutor}
+
+
+def make_executor(name: str, workers: int, *, address: str | None = None, retries: int = 0,
+                  wants_gpu: Callable[[Any], bool] | None = None,
+                  device: str = "auto") -> SerialExecutor | ProcessExecutor | RayExecutor:
+    """The executor `name`; `address`, `retries` (of dead workers), `wants_gpu` and `device`
+    concern the ray executor only."""
     if name not in EXECUTORS:
-        from harness.contracts import ConfigError
-
         raise ConfigError(f"unknown executor '{name}'; choose one of {sorted(EXECUTORS)}")
-    return EXECUTORS[name](workers)
+    if name != "ray":
+        if address:
+            raise ConfigError(f"--address joins a Ray cluster and needs --executor ray (got --executor {name})")
+        return EXECUTORS[name](workers)
+    import_ray()  # fail before anything runs, with the install hint
+    return RayExecutor(workers, address, retries, wants_gpu, device)
