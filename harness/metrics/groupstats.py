@@ -100,48 +100,35 @@ def evaluated_classes(inp: EvalInput) -> np.ndarray:
     return np.array([1]) if inp.binary else np.arange(inp.num_classes)
 
 
-# ---- ROC-AUC by rank statistics (equals sklearn's trapezoidal AUC, ties counted one half) ----
+# ---- ROC-AUC as the Mann-Whitney statistic (equals sklearn's trapezoidal AUC, ties count 1/2) ----
 
-def _auc_sorted(score: np.ndarray, positive: np.ndarray, rows: np.ndarray, num_rows: int) -> tuple[np.ndarray, ...]:
-    """Mann-Whitney sums per row for samples already sorted by (row, score).
-
-    Returns (sum over positives of [negatives below + half the tied negatives], positives, negatives)
-    per row, so AUC_row = sum / (positives * negatives).
-    """
-    negative = ~positive
-    new_run = np.ones(len(score), dtype=bool)
-    new_run[1:] = (score[1:] != score[:-1]) | (rows[1:] != rows[:-1])
-    run_id = np.cumsum(new_run) - 1
-    cum_neg = np.cumsum(negative)
-    neg_before = (cum_neg - negative)[new_run]  # negatives before each run, all rows together
-    row_start = np.searchsorted(rows, np.arange(num_rows))  # rows are sorted
-    neg_before_row = np.concatenate([[0], cum_neg])[row_start]
-    neg_below = neg_before - neg_before_row[rows[new_run]]
-    neg_in_run = np.bincount(run_id, weights=negative)
-    credit = (neg_below + 0.5 * neg_in_run)[run_id]
-    sums = np.bincount(rows, weights=credit * positive, minlength=num_rows)
-    return sums, np.bincount(rows, weights=positive, minlength=num_rows), np.bincount(rows, weights=negative, minlength=num_rows)
-
-
-def _class_auc(score: np.ndarray, positive: np.ndarray, rows: np.ndarray, num_rows: int) -> tuple[float, np.ndarray]:
-    """(overall AUC, per-row AUC (num_rows,)) of one one-vs-rest problem; NaN where a side is empty."""
-    order = np.argsort(score)
-    score, positive, rows = score[order], positive[order], rows[order]
-    zeros = np.zeros(len(score), dtype=np.intp)
-    total, n_pos, n_neg = _auc_sorted(score, positive, zeros, 1)
-    by_row = np.argsort(rows.astype(np.int16), kind="stable")  # radix sort keeps the score order inside rows
-    sums, pos_r, neg_r = _auc_sorted(score[by_row], positive[by_row], rows[by_row], num_rows)
-    return float(ratio(total, n_pos * n_neg)[0]), ratio(sums, pos_r * neg_r)
+def mann_whitney_auc(negative_scores: np.ndarray, positive_scores: np.ndarray) -> float:
+    """P(score of a positive > score of a negative) + ½ P(equal); NaN when a side is empty."""
+    if len(negative_scores) == 0 or len(positive_scores) == 0:
+        return math.nan
+    negatives, positives = np.sort(negative_scores), np.sort(positive_scores)  # sorted queries search faster
+    below = np.searchsorted(negatives, positives, side="left").sum()
+    below_or_tied = np.searchsorted(negatives, positives, side="right").sum()
+    return float(below + below_or_tied) / 2 / (len(positives) * len(negatives))
 
 
 def _compute_aucs(inp: EvalInput) -> tuple[np.ndarray, np.ndarray]:
-    rows, num_rows = row_index(inp), len(inp.group_names) + 1
-    proba = np.asarray(inp.proba)
+    """Samples are grouped by row once (radix sort); each class then needs only value sorts."""
+    rows = row_index(inp)
+    num_rows = len(inp.group_names) + 1
+    by_row = np.argsort(rows.astype(np.int16 if num_rows < 2**15 else np.intp), kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=num_rows))])
     columns = evaluated_classes(inp)
+    scores = np.ascontiguousarray(np.asarray(inp.proba)[by_row][:, columns].T)  # (C, N) in row order
+    y_true = np.asarray(inp.y_true)[by_row]
     overall, per_row = np.empty(len(columns)), np.empty((num_rows, len(columns)))
     for j, c in enumerate(columns):
-        positive = np.asarray(inp.y_true)[:, c].astype(bool) if inp.multilabel else np.asarray(inp.y_true) == c
-        overall[j], per_row[:, j] = _class_auc(proba[:, c], positive, rows, num_rows)
+        positive = y_true[:, c].astype(bool) if inp.multilabel else y_true == c
+        score = scores[j]
+        overall[j] = mann_whitney_auc(score[~positive], score[positive])
+        for r in range(num_rows):
+            segment = slice(bounds[r], bounds[r + 1])
+            per_row[r, j] = mann_whitney_auc(score[segment][~positive[segment]], score[segment][positive[segment]])
     return overall, per_row
 
 
