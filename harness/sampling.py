@@ -32,6 +32,9 @@ class SamplingSpec:
             raise ConfigError(f"unknown sampling strategy '{self.strategy}'; choose one of {STRATEGIES}")
         if not self.ratio > 0:
             raise ConfigError(f"sampling ratio must be > 0, got {self.ratio}")
+        if self.proportions and self.strategy != "proportions":
+            raise ConfigError(f"`proportions` only applies to strategy 'proportions', not '{self.strategy}'; "
+                              "drop it or set strategy = \"proportions\"")
         if self.strategy == "proportions" and not self.proportions:
             raise ConfigError("sampling strategy 'proportions' needs `proportions = [...]`, one value per group")
 
