@@ -89,19 +89,39 @@ class Paired:
     test: str = ""
 
 
-def paired_bootstrap(method: Callable[[np.ndarray], float], baseline: Callable[[np.ndarray], float], n: int,
-                     b: int = BOOTSTRAP_B, seed: int = 0) -> Paired:
-    """Bootstrap the difference over shared test samples; p = two-sided share of resamples whose
-    difference has the other sign (with the +1 correction), percentile CI of the difference."""
-    everything = np.arange(n)
-    observed = method(everything) - baseline(everything)
-    diffs = np.array([method(idx) - baseline(idx) for idx in bootstrap_indices(n, b, seed)])
+def _bootstrap_p(observed: float, diffs: np.ndarray) -> Paired:
+    """Two-sided p = share of resampled differences on the other side of 0 (+1 correction),
+    with the percentile 95% CI of the difference; NaN resamples are dropped."""
     diffs = diffs[~np.isnan(diffs)]
     if math.isnan(observed) or len(diffs) == 0:
         return Paired(math.nan, math.nan, test="bootstrap")
     tail = min((diffs <= 0).sum(), (diffs >= 0).sum())
     p = min(1.0, 2 * (tail + 1) / (len(diffs) + 1))
     return Paired(float(observed), p, float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975)), "bootstrap")
+
+
+def paired_bootstrap(method: Callable[[np.ndarray], float], baseline: Callable[[np.ndarray], float], n: int,
+                     b: int = BOOTSTRAP_B, seed: int = 0) -> Paired:
+    """Bootstrap the difference method − baseline over shared test samples (same resamples)."""
+    everything = np.arange(n)
+    diffs = np.array([method(idx) - baseline(idx) for idx in bootstrap_indices(n, b, seed)])
+    return _bootstrap_p(method(everything) - baseline(everything), diffs)
+
+
+def bootstrap_table(metrics: Sequence[str], runs: Sequence[EvalInput], b: int = BOOTSTRAP_B,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(observed (M,), resampled (b, M)): each metric averaged over replicate runs that share one
+    test set, on all samples and on each of the b seeded resamples. All metrics of a resample
+    share one subset, so its group counts are computed once; equal (n, b, seed) give equal
+    resamples, so tables of different methods pair sample by sample."""
+    fns = [get_metric(m) for m in metrics]
+
+    def values(index: np.ndarray | None) -> np.ndarray:
+        subsets = [run if index is None else subset_input(run, index) for run in runs]
+        return np.array([np.mean([fn(s).value for s in subsets]) for fn in fns])
+
+    n = len(runs[0].y_true)
+    return values(None), np.array([values(idx) for idx in bootstrap_indices(n, b, seed)]).reshape(b, len(fns))
 
 
 def paired_t(method: Sequence[float], baseline: Sequence[float]) -> Paired:
@@ -130,14 +150,25 @@ def compare_to_baseline(metric: str, method_runs: Sequence[EvalInput], baseline_
     if len(method_runs) != len(baseline_runs) or not method_runs:
         raise ValueError(f"paired comparison needs the same seeds on both sides, got {len(method_runs)} and {len(baseline_runs)} runs")
     if test == "bootstrap":
-        n = len(method_runs[0].y_true)
-        if any(len(run.y_true) != n for run in [*method_runs, *baseline_runs]):
-            raise ValueError("paired bootstrap needs every run evaluated on the same test samples")
-        return paired_bootstrap(metric_statistic(metric, method_runs), metric_statistic(metric, baseline_runs), n, b, seed)
+        return compare_tables([metric], method_runs, baseline_runs, b=b, seed=seed)[metric]
     fn = get_metric(metric)
     method_values = [fn(run).value for run in method_runs]
     baseline_values = [fn(run).value for run in baseline_runs]
     return (paired_t if test == "paired-t" else paired_wilcoxon)(method_values, baseline_values)
+
+
+def compare_tables(metrics: Sequence[str], method_runs: Sequence[EvalInput], baseline_runs: Sequence[EvalInput],
+                   baseline_table: tuple[np.ndarray, np.ndarray] | None = None, b: int = BOOTSTRAP_B,
+                   seed: int = 0) -> dict[str, Paired]:
+    """Paired bootstrap of several metrics at once; pass `baseline_table` (from bootstrap_table)
+    to reuse the baseline's resamples across methods."""
+    n = len(baseline_runs[0].y_true)
+    if any(len(run.y_true) != n for run in [*method_runs, *baseline_runs]):
+        raise ValueError("paired bootstrap needs every run evaluated on the same test samples")
+    base_observed, base_resampled = baseline_table or bootstrap_table(metrics, baseline_runs, b, seed)
+    observed, resampled = bootstrap_table(metrics, method_runs, b, seed)
+    return {m: _bootstrap_p(float(observed[j] - base_observed[j]), resampled[:, j] - base_resampled[:, j])
+            for j, m in enumerate(metrics)}
 
 
 # ---- multiplicity ----

@@ -1,0 +1,46 @@
+"""Every prediction metric in a run record can be recomputed from the stored per-sample predictions."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness import records, stats
+from harness.grid import load_grid
+from harness.metrics import compute_metrics
+from harness.metrics.stored import eval_input_from_record
+from harness.runner import run_grid
+
+from conftest import TINY_GRID, TOY_PLUGINS
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stored")
+    (root / "tiny.toml").write_text(TINY_GRID)
+    return run_grid(load_grid(str(root / "tiny.toml")), root / "run", root / "cache", plugin_files=[str(TOY_PLUGINS)])
+
+
+def test_record_metrics_equal_metrics_of_stored_predictions(tiny_run):
+    rows = records.load(tiny_run.run_dir)
+    assert rows
+    for row in rows:
+        recomputed = compute_metrics(eval_input_from_record(tiny_run.run_dir, row))
+        for name, value in recomputed.items():
+            stored = row["metrics"][name]
+            if stored is None or math.isnan(value.value):
+                assert (stored is None or math.isnan(stored)) and math.isnan(value.value), name
+            else:
+                assert value.value == pytest.approx(stored, abs=1e-9), name
+
+
+def test_paired_bootstrap_on_stored_predictions_pairs_the_seeds(tiny_run):
+    rows = [r for r in records.load(tiny_run.run_dir) if r["spec"]["scenario"] == "natural"]
+    by_generator = {}
+    for r in sorted(rows, key=lambda r: r["seed_index"]):
+        by_generator.setdefault(r["spec"]["generator"]["name"], []).append(eval_input_from_record(tiny_run.run_dir, r))
+    baseline, method = by_generator["none"], by_generator["noisy_copy"]
+    result = stats.compare_to_baseline("acc", method, baseline, b=200)
+    expected = np.mean([compute_metrics(m)["acc"].value - compute_metrics(b)["acc"].value for m, b in zip(method, baseline)])
+    assert result.diff == pytest.approx(expected) and 0 < result.p <= 1
