@@ -4,6 +4,8 @@
     seeds = 2                   # replicates per cell
     splits = ["test"]           # real test splits to evaluate
     cas = false                 # also train on synthetic only and report `cas`
+    fidelity = false            # FID/KID (overall and per group) of each synthetic set
+    feature_extractor = ""      # for fidelity; "" = the machine's default (small CNN on CPU)
 
     [[dataset]]
     name = "derm"               # plugin name; `label` optional, defaults to the name
@@ -27,6 +29,7 @@ that a generator trained once serves every classifier and sampling choice.
 from __future__ import annotations
 
 import difflib
+import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,6 +41,7 @@ from harness.contracts import ConfigError
 from harness.sampling import SamplingSpec
 
 TOP_KEYS = {"name": str, "description": str, "seeds": int, "splits": list, "cas": bool, "min_group_n": int,
+            "fidelity": bool, "feature_extractor": str, "fid_draws": int,
             "dataset": list, "generator": list, "sampling": list, "classifier": list}
 PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
 DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
@@ -104,6 +108,9 @@ class Grid:
     generators: list[PluginSpec]
     samplings: list[SamplingSpec]
     classifiers: list[PluginSpec]
+    fidelity: bool = False  # FID/KID per group of each synthetic set against the real test split
+    feature_extractor: str = ""  # "" = the default for this machine (small CNN on CPU)
+    fid_draws: int = 3
 
     def cells(self, produces_images: Callable[[PluginSpec], bool],
               only: dict[str, list[str]] | None = None) -> list[Cell]:
@@ -184,12 +191,16 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         scenarios = entry.get("scenarios", ["natural"])
         if not scenarios:
             raise ConfigError(f"{source}: {where}.scenarios is empty; list at least one scenario")
+        if not all(isinstance(name, str) for name in scenarios):
+            raise ConfigError(f"{source}: {where}.scenarios must list scenario names (strings), got {scenarios!r}")
         datasets.append((_plugin(entry, "dataset", source, where), list(scenarios)))
     generators = [_plugin(e, "generator", source, f"generator[{i}]") for i, e in enumerate(data["generator"])]
     classifiers = [_plugin(e, "classifier", source, f"classifier[{i}]") for i, e in enumerate(data["classifier"])]
     samplings = []
     for i, entry in enumerate(data.get("sampling", [{"strategy": "fair", "ratio": 1.0}])):
         _check_keys(entry, SAMPLING_KEYS, source, f"sampling[{i}]")
+        if not all(_type_ok(p, (int, float)) for p in entry.get("proportions", [])):
+            raise ConfigError(f"{source}: key 'sampling[{i}].proportions' must list numbers, got {entry['proportions']!r}")
         try:
             samplings.append(SamplingSpec(entry.get("strategy", "fair"), float(entry.get("ratio", 1.0)),
                                           tuple(entry.get("proportions", ()))))
@@ -200,8 +211,16 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         dupes = sorted({l for l in labels if labels.count(l) > 1})
         if dupes:
             raise ConfigError(f"{source}: two [[{kind}]] entries share the label {dupes}; give one a distinct `label`")
+    repeated = [s.as_dict() for i, s in enumerate(samplings) if s in samplings[:i]]
+    if repeated:
+        raise ConfigError(f"{source}: two [[sampling]] entries are the same ({repeated[0]}); remove one")
+    if data.get("min_group_n", 10) < 1:
+        raise ConfigError(f"{source}: key 'min_group_n' must be >= 1, got {data['min_group_n']}")
+    if data.get("fid_draws", 3) < 1:
+        raise ConfigError(f"{source}: key 'fid_draws' must be >= 1")
     return Grid(data.get("name", Path(source).stem), source, text, seeds, list(splits), data.get("cas", False),
-                data.get("min_group_n", 10), datasets, generators, samplings, classifiers)
+                data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
+                data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3))
 
 
 def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:
@@ -212,6 +231,9 @@ def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:
 
 
 def _check_keys(entry: dict, allowed: dict, source: str, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{source}: {where or 'the grid'} must be a table, e.g. [[{where.split('[')[0]}]] "
+                          f"with `name = ...`; got {type(entry).__name__} {entry!r}")
     prefix = f"{where}." if where else ""
     for key, value in entry.items():
         if key not in allowed:
@@ -228,3 +250,36 @@ def _type_ok(value: Any, expected: type | tuple) -> bool:
     if expected is bool:
         return isinstance(value, bool)
     return not isinstance(value, bool) and isinstance(value, expected)
+
+
+def apply_overrides(grid: Grid, items: list[str]) -> Grid:
+    """--param LABEL.KEY=VALUE sets a plugin parameter of the grid entry with that label,
+    e.g. --param covid.root=/data/covid-chestxray or --param derm.resolution=16.
+    VALUE is read as JSON (numbers, booleans, lists), else taken as a string."""
+    for item in items:
+        target, sep, raw = item.partition("=")
+        label, dot, key = target.partition(".")
+        if not sep or not dot or not key:
+            raise ConfigError(f"--param expects LABEL.KEY=VALUE (e.g. derm.n_train=1000), got '{item}'")
+        value = _parse_value(raw)
+        grid.datasets = [(_with_param(spec, key, value) if spec.label == label else spec, scenarios)
+                         for spec, scenarios in grid.datasets]
+        grid.generators = [_with_param(s, key, value) if s.label == label else s for s in grid.generators]
+        grid.classifiers = [_with_param(s, key, value) if s.label == label else s for s in grid.classifiers]
+        labels = [s.label for s, _ in grid.datasets] + [s.label for s in grid.generators + grid.classifiers]
+        if label not in labels:
+            close = difflib.get_close_matches(label, labels, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; entries are {labels}"
+            raise ConfigError(f"--param {item}: no dataset, generator or classifier labelled '{label}' in {grid.source}{hint}")
+    return grid
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _with_param(spec: PluginSpec, key: str, value: Any) -> PluginSpec:
+    return PluginSpec(spec.kind, spec.name, spec.label, {**spec.params, key: value})

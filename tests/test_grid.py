@@ -66,3 +66,15 @@ def test_builtin_grid_is_addressed_by_name():
     assert grid.source == "builtin:smoke"
     with pytest.raises(ConfigError, match="Did you mean"):
         load_grid("smok")
+
+
+def test_param_overrides_set_plugin_parameters_by_label():
+    from harness.grid import apply_overrides
+
+    grid = apply_overrides(parse_grid(TINY_GRID, "g.toml"), ["toy.n_train=60", "centroid.temperature=2.5"])
+    assert grid.datasets[0][0].params == {"n_train": 60}
+    assert grid.classifiers[0].params == {"temperature": 2.5}
+    with pytest.raises(ConfigError, match="did you mean 'toy'"):
+        apply_overrides(parse_grid(TINY_GRID, "g.toml"), ["tyo.n_train=60"])
+    with pytest.raises(ConfigError, match="LABEL.KEY=VALUE"):
+        apply_overrides(parse_grid(TINY_GRID, "g.toml"), ["n_train=60"])
