@@ -1,0 +1,130 @@
+"""Conditioning check for the diffusion generators (issue 6 acceptance).
+
+Trains each generator in its cpu config on the embedded default dataset "derm" (cpu config,
+16 px), asks it for a `fill` request set (uniform over class x skin tone), and lets small CNN
+probes trained on REAL images judge the samples: how often a sample is classified as the
+requested class and as the requested skin tone, against chance. For every generator it also
+reports the tone distribution of its samples, which for the class-only DDPM should follow the
+training data rather than the request.
+
+    .venv/bin/python scripts/check_conditioning.py --generators ddpm medi cbdm --out results/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness import ImageSet
+from harness.registry import Registry
+from harness.sampling import SamplingSpec, plan_requests
+
+ATTRIBUTE = "skin_tone"
+
+
+def load_derm(seed: int):
+    return Registry().create("dataset", "derm", {"config": "cpu"}).load(seed)
+
+
+class Probe(nn.Module):
+    """A small CNN for 16-32 px images."""
+
+    def __init__(self, channels: int, classes: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(64, classes))
+
+    def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        return self.net(images_uint8.float() / 127.5 - 1.0)
+
+
+def train_probe(train: ImageSet, targets: np.ndarray, classes: int, seed: int, epochs: int = 15) -> Probe:
+    torch.manual_seed(seed)
+    keep = targets >= 0
+    images, y = torch.from_numpy(train.images[keep]), torch.from_numpy(targets[keep])
+    probe = Probe(images.shape[1], classes)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=2e-3)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(y)).split(64):
+            loss = nn.functional.cross_entropy(probe(images[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return probe.eval()
+
+
+def predict(probe: Probe, images: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return np.concatenate([probe(torch.from_numpy(chunk)).argmax(1).numpy()
+                               for chunk in np.array_split(images, max(1, len(images) // 256))])
+
+
+def distribution(codes: np.ndarray, size: int) -> list[float]:
+    return (np.bincount(codes[codes >= 0], minlength=size) / max(1, (codes >= 0).sum())).round(4).tolist()
+
+
+def check_generator(name: str, splits, probes: dict[str, Probe], n_samples: int, seed: int,
+                    params: dict | None = None) -> dict:
+    train = splits.train
+    tones = len(train.attribute_vocab[ATTRIBUTE])
+    generator = Registry().create("generator", name, {"config": "cpu", **(params or {})})
+    generator.fit(train, seed=seed)
+    spec = SamplingSpec("fill", ratio=n_samples / len(train))
+    labels, attributes = plan_requests(train, ATTRIBUTE, spec, seed)
+    images = generator.sample(labels, attributes, seed=seed)
+    class_hits = predict(probes["label"], images) == labels
+    predicted_tone = predict(probes[ATTRIBUTE], images)
+    real_tone = predict(probes[ATTRIBUTE], train.images)
+    sample_tones = distribution(predicted_tone, tones)
+    return {
+        "generator": name, "params": generator.params, "stats": generator.stats, "n_samples": len(images),
+        "class_accuracy": float(class_hits.mean()), "class_chance": 1 / train.num_classes,
+        "tone_accuracy": float((predicted_tone == attributes[ATTRIBUTE]).mean()), "tone_chance": 1 / tones,
+        "requested_tone_distribution": distribution(attributes[ATTRIBUTE], tones),
+        "sample_tone_distribution_predicted": sample_tones,
+        "train_tone_distribution": distribution(train.attributes[ATTRIBUTE], tones),
+        "train_tone_distribution_predicted": distribution(real_tone, tones),
+        "tone_tv_to_train_predicted": float(0.5 * np.abs(np.subtract(sample_tones, distribution(real_tone, tones))).sum()),
+    }
+
+
+def fit_probes(splits, seed: int) -> tuple[dict[str, Probe], dict[str, float]]:
+    train, test = splits.train, splits.test
+    tones = len(train.attribute_vocab[ATTRIBUTE])
+    probes = {"label": train_probe(train, train.labels, train.num_classes, seed),
+              ATTRIBUTE: train_probe(train, train.attributes[ATTRIBUTE], tones, seed)}
+    accuracy = {"label": float((predict(probes["label"], test.images) == test.labels).mean()),
+                ATTRIBUTE: float((predict(probes[ATTRIBUTE], test.images) == test.attributes[ATTRIBUTE]).mean())}
+    return probes, accuracy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generators", nargs="+", default=["ddpm", "medi", "cbdm"])
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--out", type=Path, default=Path("results/conditioning"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    splits = load_derm(args.seed)
+    start = time.perf_counter()
+    probes, probe_accuracy = fit_probes(splits, args.seed)
+    print(f"real-image probes: test accuracy {probe_accuracy} ({time.perf_counter() - start:.0f} s)", flush=True)
+    for name in args.generators:
+        result = check_generator(name, splits, probes, args.samples, args.seed)
+        result["probe_test_accuracy"] = probe_accuracy
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: result[k] for k in result if k not in ("params",)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
