@@ -71,15 +71,13 @@ def counts(inp: EvalInput) -> GroupCounts:
 
 def group_reasons(inp: EvalInput) -> list[str]:
     """Per declared group: "" when it is large enough, else why its values are NaN."""
-    reasons = []
-    for size in counts(inp).n[:-1]:
-        if size == 0:
-            reasons.append("empty group")
-        elif size < inp.min_group_n:
-            reasons.append(f"n={int(size)} < min_group_n={inp.min_group_n}")
-        else:
-            reasons.append("")
-    return reasons
+    return inp.memo("group_reasons", lambda: [_size_reason(int(size), inp.min_group_n) for size in counts(inp).n[:-1]])  # type: ignore[return-value]
+
+
+def _size_reason(size: int, min_group_n: int) -> str:
+    if size == 0:
+        return "empty group"
+    return f"n={size} < min_group_n={min_group_n}" if size < min_group_n else ""
 
 
 def valid_groups(inp: EvalInput) -> np.ndarray:
