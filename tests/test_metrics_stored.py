@@ -44,3 +44,22 @@ def test_paired_bootstrap_on_stored_predictions_pairs_the_seeds(tiny_run):
     result = stats.compare_to_baseline("acc", method, baseline, b=200)
     expected = np.mean([compute_metrics(m)["acc"].value - compute_metrics(b)["acc"].value for m, b in zip(method, baseline)])
     assert result.diff == pytest.approx(expected) and 0 < result.p <= 1
+
+
+def test_baseline_comparisons_pair_seeds_and_correct_within_a_table(tiny_run):
+    from harness.leaderboard import TABLE_KEYS, records_frame
+    from harness.significance import baseline_comparisons
+
+    rows = records.load(tiny_run.run_dir)
+    frame = records_frame(rows)
+    frame["record_index"] = [i for i, r in enumerate(rows) if r.get("status") == "ok"]
+    result = baseline_comparisons(tiny_run.run_dir, rows, frame, TABLE_KEYS, metrics=["acc", "gap_acc", "fid"], b=200)
+    assert len(result) == 4 and "fid_p" not in result  # 2 scenarios x 2 methods; fidelity has no baseline
+    for entry in result.itertuples():
+        table = frame[(frame.scenario == entry.scenario)]
+        method = table[table.method == entry.method].set_index("seed_index")["acc"]
+        base = table[table.generator == "none"].set_index("seed_index")["acc"]
+        assert entry.acc_diff == pytest.approx((method - base).mean())
+    for _, table in result.groupby("scenario"):
+        raw = table[["acc_p", "gap_acc_p"]].to_numpy().ravel()
+        assert table[["acc_p_adj", "gap_acc_p_adj"]].to_numpy().ravel() == pytest.approx(stats.holm(raw))
