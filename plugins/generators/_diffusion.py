@@ -206,13 +206,7 @@ class PixelDiffusionGenerator(Generator):
         model.train()
         start, step = time.perf_counter(), 0
         while step < p["train_steps"] and not (p["max_seconds"] and time.perf_counter() - start > p["max_seconds"]):
-            # every random draw comes from the seeded CPU generator, so runs repeat on any device
-            rows = torch.multinomial(pool["weights"], p["batch_size"], replacement=True, generator=rng)
-            x0 = self._batch_images(pool["images"][rows], rng)
-            noise = torch.randn(x0.shape, generator=rng)
-            t = torch.randint(0, p["num_train_timesteps"], (len(rows),), generator=rng)
-            is_null = pool["is_null"][rows] | (torch.rand(len(rows), generator=rng) < p["p_uncond"])
-            x0, noise, t, is_null, cond = (v.to(self.device) for v in (x0, noise, t, is_null, pool["cond"][rows]))
+            x0, noise, t, cond, is_null = self._draw_batch(pool, rng)
             x_t = noise_scheduler.add_noise(x0, noise, t)
             loss = self.diffusion_loss(model, x_t, t, noise, cond, is_null, rng)
             optimizer.zero_grad(set_to_none=True)
@@ -227,12 +221,20 @@ class PixelDiffusionGenerator(Generator):
         model.eval()
         return step, seconds
 
-    def _batch_images(self, images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        x = images.float() / 127.5 - 1.0
-        if self.params["hflip"]:
-            flip = torch.rand(len(x), generator=rng) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x
+    def _draw_batch(self, pool: dict[str, torch.Tensor], rng: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Images in [-1, 1], noise, timesteps, condition indices and null flags of one batch.
+
+        Every draw comes from the seeded CPU generator, so a run repeats on any device."""
+        p = self.params
+        rows = torch.multinomial(pool["weights"], p["batch_size"], replacement=True, generator=rng)
+        x0 = pool["images"][rows].float() / 127.5 - 1.0
+        if p["hflip"]:
+            flip = torch.rand(len(x0), generator=rng) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        noise = torch.randn(x0.shape, generator=rng)
+        t = torch.randint(0, p["num_train_timesteps"], (len(rows),), generator=rng)
+        is_null = pool["is_null"][rows] | (torch.rand(len(rows), generator=rng) < p["p_uncond"])
+        return tuple(v.to(self.device) for v in (x0, noise, t, pool["cond"][rows], is_null))
 
     def _noise_scheduler(self) -> DDPMScheduler:
         p = self.params
