@@ -10,6 +10,8 @@ and the grid goes on.
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import resource
 import time
 import traceback
@@ -25,10 +27,13 @@ from harness import progress, records
 from harness.cache import Cache, stable_hash, write_json_atomic
 from harness.contracts import ConfigError, Dataset, Generator
 from harness.data import DataError, ImageSet, Splits
+from harness.devices import check_device_name, resolve_device, wants_gpu, with_device
 from harness.executors import make_executor
 from harness.grid import Cell, Grid, PluginSpec
 from harness.manifest import build_manifest
-from harness.metrics import EvalInput, compute_metrics, group_reports
+from harness.metrics import EvalInput, MetricValue, compute_metrics, group_reports
+from harness.metrics.features import default_extractor
+from harness.metrics.fidelity import fidelity_report
 from harness.registry import Registry
 from harness.sampling import plan_requests
 
@@ -52,6 +57,11 @@ class RunContext:
     splits: tuple[str, ...] = ("test",)
     cas: bool = False
     min_group_n: int = 10
+    fidelity: bool = False
+    feature_extractor: str = ""
+    fid_draws: int = 3
+    device: str = "auto"  # given to plugins that declare a `device` parameter
+    retries: int = 0  # times a failed cell is rerun within the run
 
 
 @dataclass
@@ -78,10 +88,18 @@ def _registry(ctx: RunContext) -> Registry:
 # -- the run ---------------------------------------------------------------------------------
 def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial", workers: int = 2,
              plugin_files: list[str] = (), blocked: list[str] = (), only: dict | None = None,
-             exit_on_error: bool = False) -> RunSummary:
+             exit_on_error: bool = False, device: str = "auto", retries: int = 0,
+             address: str | None = None) -> RunSummary:
     started = time.perf_counter()
-    ctx = RunContext(str(cache_dir), str(run_dir), tuple(str(p) for p in plugin_files), tuple(blocked),
-                     tuple(grid.splits), grid.cas, grid.min_group_n)
+    check_device_name(device)
+    if device.startswith("cuda") and executor != "ray":
+        resolve_device(device)  # no GPU here: fail now, not once per cell
+    extractor = (grid.feature_extractor or default_extractor()) if grid.fidelity else ""
+    # absolute paths: workers (on other nodes, with --executor ray) must find the same folders
+    ctx = RunContext(str(Path(cache_dir).resolve()), str(Path(run_dir).resolve()),
+                     tuple(str(Path(p).resolve()) for p in plugin_files), tuple(blocked),
+                     tuple(grid.splits), grid.cas, grid.min_group_n, grid.fidelity, extractor, grid.fid_draws,
+                     device, max(0, retries))
     registry = _registry(ctx)
     check_grid(grid, registry)
     cells = grid.cells(lambda spec: registry.get("generator", spec.name).cls.produces_images, only)
@@ -92,7 +110,8 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
     write_json_atomic(run_dir / records.MANIFEST, build_manifest(
         grid.source, grid.text, [{"kind": p.kind, "name": p.name, "version": p.version, "origin": p.origin}
                                  for p in registry.all()],
-        {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {}}))
+        {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {},
+         "device": device, "retries": retries, "address": address}))
 
     existing = records.load(run_dir)
     done = {r["cell_key"] for r in existing if r.get("status") == "ok"}
@@ -103,10 +122,12 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
         progress.info(f"resuming: {summary.reused} of {len(cells)} cells already in {run_dir / records.RESULTS}")
     records.rewrite(run_dir, kept)
 
+    pool = make_executor(executor, workers, address=address, retries=retries, device=device,
+                         wants_gpu=partial(cell_wants_gpu, registry=registry, device=device))
     bar = progress.bar(len(todo), desc=grid.name)
-    runner = partial(run_cell, ctx=ctx)
+    runner = partial(run_cell_retrying, ctx=ctx)
     try:
-        for cell, result in make_executor(executor, workers).map_unordered(runner, todo):
+        for cell, result in pool.map_unordered(runner, todo):
             if isinstance(result, BaseException):
                 result = [failure_record(cell, "worker", "", result)]
             records.append(run_dir, result)
@@ -161,19 +182,19 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
         registry = _registry(ctx)
         cache = Cache(ctx.cache_root)
         stage, plugin = "dataset", f"dataset '{cell.dataset.name}'"
-        dataset: Dataset = registry.create("dataset", cell.dataset.name, cell.dataset.params)
+        dataset: Dataset = _create(registry, "dataset", cell.dataset, ctx.device)
         splits_key, splits = _splits(cache, dataset)
         stage = "scenario"
         train_key, train, scenario_report = _scenario(cache, dataset, splits_key, splits, cell)
         generator_info: dict[str, Any] = {}
         synthetic_key, synthetic = None, None
         stage, plugin = "generator fit", f"generator '{cell.generator.name}'"
-        generator: Generator = registry.create("generator", cell.generator.name, cell.generator.params)
+        generator: Generator = _create(registry, "generator", cell.generator, ctx.device)
         if generator.produces_images:
             generator_key, generator_info = _fit_generator(cache, generator, train_key, train, splits, cell)
             stage = "generator sample"
             synthetic_key, synthetic, sample_info = _synthesise(cache, registry, cell, generator_key, train,
-                                                                dataset.primary_attribute)
+                                                                dataset.primary_attribute, ctx.device)
             generator_info = {**generator_info, **sample_info}
         stage, plugin = "classifier", f"classifier '{cell.classifier.name}'"
         augmented = train if synthetic is None else train.concat(synthetic)
@@ -182,12 +203,45 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
         if ctx.cas and synthetic is not None:
             stage = "classifier (synthetic only, for CAS)"
             cas_predictions = _predict(cache, registry, cell, "cas", (synthetic_key,), synthetic, splits, ctx)
+        fidelity = {}
+        if ctx.fidelity and synthetic is not None:
+            stage, plugin = "fidelity", ""
+            fidelity = _fidelity(cache, ctx, cell, synthetic_key, splits_key, splits, train, synthetic,
+                                 dataset.primary_attribute)
         stage, plugin = "metrics", ""
         return _records(cell, ctx, dataset, splits, train, synthetic, predictions, cas_predictions,
                         {"splits": splits_key, "train": train_key, "synthetic": synthetic_key},
-                        scenario_report, generator_info)
-    except Exception as exc:  # one cell's failure must not stop the grid
+                        scenario_report, generator_info, fidelity)
+    except (Exception, SystemExit) as exc:  # one cell's failure (even a plugin's sys.exit) must not stop the grid
         return [failure_record(cell, stage, plugin, exc)]
+
+
+
+def run_cell_retrying(cell: Cell, ctx: RunContext) -> list[dict]:
+    """run_cell, rerun up to ctx.retries times while it fails (for transient failures such as a
+    GPU out of memory); the last attempt's records are kept, with `attempts` when it took more."""
+    for attempt in range(1, ctx.retries + 2):
+        result = run_cell(cell, ctx)
+        if result[0]["status"] == "ok":
+            break
+        if attempt <= ctx.retries:
+            progress.warn(f"cell {cell.id} seed {cell.seed_index} failed, retry {attempt} of {ctx.retries}: "
+                          f"{result[0]['error']}")
+    if attempt > 1:
+        for row in result:
+            row["attempts"] = attempt
+    return result
+
+
+def cell_wants_gpu(cell: Cell, registry: Registry, device: str) -> bool:
+    """Whether the cell should reserve a GPU on a scheduler (some plugin of it takes a device)."""
+    specs = (("dataset", cell.dataset), ("generator", cell.generator), ("classifier", cell.classifier))
+    return wants_gpu([registry.get(kind, spec.name).cls for kind, spec in specs], device)
+
+
+def _create(registry: Registry, kind: str, spec: PluginSpec, device: str) -> Any:
+    """The plugin, with the run's device when it takes one and the grid did not set it."""
+    return registry.create(kind, spec.name, with_device(registry.get(kind, spec.name).cls, spec.params, device))
 
 
 def failure_record(cell: Cell, stage: str, plugin: str, exc: BaseException) -> dict:
@@ -254,12 +308,12 @@ def _fit_generator(cache: Cache, generator: Generator, train_key: str, train: Im
 
 
 def _synthesise(cache: Cache, registry: Registry, cell: Cell, generator_key: str, train: ImageSet,
-                attribute: str) -> tuple[str, ImageSet, dict]:
+                attribute: str, device: str = "auto") -> tuple[str, ImageSet, dict]:
     seed = cell.seed("sampling")
     key = stable_hash("synthetic", generator_key, cell.sampling.as_dict(), seed)
 
     def compute(tmp: Path) -> dict:
-        generator: Generator = registry.create("generator", cell.generator.name, cell.generator.params)
+        generator: Generator = _create(registry, "generator", cell.generator, device)
         generator.stats = {}
         generator.load(cache.path("generator", generator_key) / "state")
         labels, attributes = plan_requests(train, attribute, cell.sampling, seed)
@@ -293,7 +347,7 @@ def _check_images(images: Any, n: int, shape: tuple[int, int, int]) -> None:
 
 def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: tuple, train: ImageSet,
              splits: Splits, ctx: RunContext) -> dict[str, np.ndarray]:
-    classifier = registry.create("classifier", cell.classifier.name, cell.classifier.params)
+    classifier = _create(registry, "classifier", cell.classifier, ctx.device)
     seed = cell.seed("classifier")
     eval_splits = {name: s for name, s in splits.test_splits().items() if name in ctx.splits}
     key = stable_hash("predictions", mode, upstream, classifier.name, classifier.version, classifier.params, seed,
@@ -315,6 +369,29 @@ def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: 
     return out
 
 
+def _fidelity(cache: Cache, ctx: RunContext, cell: Cell, synthetic_key: str, splits_key: str, splits: Splits,
+              train: ImageSet, synthetic: ImageSet, attribute: str) -> dict[str, dict]:
+    """FID/KID of the synthetic set against each evaluated real test split (never the
+    generator's own training images, which would reward memorisation)."""
+    out = {}
+    seed = cell.seed("sampling")
+    for name, real in splits.test_splits().items():
+        if name not in ctx.splits:
+            continue
+        key = stable_hash("fidelity", synthetic_key, splits_key, name, ctx.feature_extractor, ctx.fid_draws, seed,
+                          ctx.min_group_n)
+
+        def compute(tmp: Path, real: ImageSet = real) -> dict:
+            report = fidelity_report(real, synthetic, attribute, ctx.feature_extractor, Path(ctx.cache_root),
+                                     ctx.fid_draws, seed, train, ctx.min_group_n)
+            write_json_atomic(tmp / "report.json", records.to_json_value(report))
+            return {}
+
+        path, _ = cache.get_or_compute("fidelity", key, compute)
+        out[name] = json.loads((path / "report.json").read_text())
+    return out
+
+
 def _check_proba(proba: Any, n: int, k: int) -> None:
     if not isinstance(proba, np.ndarray):
         raise PluginOutputError(f"predict_proba() must return a numpy array, got {type(proba).__name__}")
@@ -328,7 +405,7 @@ def _check_proba(proba: Any, n: int, k: int) -> None:
 
 def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, train: ImageSet,
              synthetic: ImageSet | None, predictions: dict, cas_predictions: dict | None, keys: dict,
-             scenario_report: dict, generator_info: dict) -> list[dict]:
+             scenario_report: dict, generator_info: dict, fidelity: dict[str, dict]) -> list[dict]:
     out = []
     attribute = dataset.primary_attribute
     high_risk = tuple(dataset.label_names.index(c) for c in dataset.high_risk_classes if c in dataset.label_names)
@@ -344,6 +421,10 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
                                                       ctx.min_group_n, high_risk), source="cas"))
         per_group = group_reports(inp, {a: split.group_codes(a) for a in dataset.sensitive_attributes},
                                   split.attribute_vocab)
+        if split_name in fidelity:
+            report = fidelity[split_name]
+            values.update({name: MetricValue(math.nan if v is None else v, report["reasons"].get(name, ""))
+                           for name, v in report["metrics"].items()})
         prediction_file = _write_predictions(Path(ctx.run_dir), cell, split_name, "augmented", split,
                                              predictions[split_name])
         if cas_predictions is not None:
@@ -367,6 +448,8 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
                                                                           generator_info.get("fit_peak_rss_mb") or 0)},
             "generator_stats": {**generator_info.get("fit_stats", {}), **generator_info.get("sample_stats", {})},
             "predictions_file": prediction_file,
+            **({"fidelity": {k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group")}}
+               if split_name in fidelity else {}),
         })
     return out
 

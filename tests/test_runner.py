@@ -102,3 +102,17 @@ def test_process_executor_gives_the_same_records(tiny_grid, tmp_path, toy_plugin
                         workers=2, plugin_files=[toy_plugins])
     assert parallel.failed == []
     assert _comparable(records.load(parallel.run_dir)) == _comparable(records.load(serial.run_dir))
+
+
+def test_fidelity_metrics_are_recorded_per_group(tiny_grid, tmp_path, toy_plugins):
+    grid = tiny_grid.read_text().replace("seeds = 2", "seeds = 1").replace('"natural", "cap100"', '"natural"')
+    tiny_grid.write_text('fidelity = true\nfid_draws = 1\nfeature_extractor = "effnet-lite0@64"\n' + grid)
+    summary = _run(tiny_grid, tmp_path, toy_plugins)
+    assert summary.failed == []
+    rows = records.load(summary.run_dir)
+    synthetic = [r for r in rows if r["spec"]["generator"]["name"] == "noisy_copy"]
+    real_only = [r for r in rows if r["spec"]["generator"]["name"] == "none"]
+    assert synthetic and all(r["metrics"]["fid"] is not None and r["metrics"]["fid"] >= 0 for r in synthetic)
+    assert set(synthetic[0]["fidelity"]["per_group"]) == {"g0", "g1"}
+    assert synthetic[0]["fidelity"]["extractor"] == "effnet-lite0@64"
+    assert all("fid" not in r["metrics"] for r in real_only)
