@@ -11,11 +11,11 @@ from harness import records
 from harness.grid import load_grid
 from harness.runner import run_grid
 
-from conftest import FIXTURES, TOY_PLUGINS
 from fixtures.fault_plugins import CLASSIFIER_FAULTS, DATASET_FAULTS, GENERATOR_FAULTS
+from reliability_support import PLUGIN_FILES, builtin_entry_points, comparable
 
-FAULT_PLUGINS = FIXTURES / "fault_plugins.py"
-PLUGIN_FILES = [str(TOY_PLUGINS), str(FAULT_PLUGINS)]
+#: the built-in real-only baseline `none` is used; other built-ins are not loaded (faster workers)
+BLOCKED = [name for name in builtin_entry_points() if name != "real_only"]
 
 #: fault -> (stage, what the message must say)
 GENERATOR_EXPECTED = {
@@ -71,11 +71,7 @@ def _run(tmp_path: Path, text: str, name: str, executor: str = "serial"):
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return run_grid(load_grid(str(path)), tmp_path / name, tmp_path / f"cache-{name}", executor=executor,
-                    plugin_files=PLUGIN_FILES)
-
-
-def _comparable(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("cost", "generator_stats")} for r in rows]
+                    plugin_files=PLUGIN_FILES, blocked=BLOCKED)
 
 
 def _check(summary, expected: dict, kind: str, plugin: str, label_of) -> None:
@@ -95,7 +91,7 @@ def _healthy_records_match_a_clean_run(tmp_path: Path, summary, clean_text: str)
     assert clean.failed == []
     ok = [r for r in records.load(summary.run_dir) if r["status"] == "ok"]
     assert len(ok) == clean.cells
-    assert _comparable(ok) == _comparable(records.load(clean.run_dir))
+    assert comparable(ok) == comparable(records.load(clean.run_dir))
 
 
 DATASET_TOY = _entry("dataset", "toy", "toy", extra='scenarios = ["natural"]\n')

@@ -179,8 +179,9 @@ os.replace, os.fsync, cache.file_sha256 = point(os.replace), point(os.fsync), po
 from harness.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-KILL_SEED = 20240611
-KILLS_WANTED = 5
+#: a longer soak: RELIABILITY_KILLS=30 RELIABILITY_SEED=7 pytest tests/test_reliability_interrupt.py -k random_points
+KILL_SEED = int(os.environ.get("RELIABILITY_SEED", 20240611))
+KILLS_WANTED = int(os.environ.get("RELIABILITY_KILLS", 5))
 
 
 def _count_points(monkeypatch, grid: Path, tmp_path: Path):
