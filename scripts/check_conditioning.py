@@ -105,6 +105,18 @@ def fit_probes(splits, seed: int) -> tuple[dict[str, Probe], dict[str, float]]:
     return probes, accuracy
 
 
+def markdown_table(results: list[dict]) -> str:
+    """The results as the table in docs/generators.md."""
+    rows = ["| generator | class acc. (chance) | tone acc. (chance) | predicted tone mix of samples | "
+            "predicted tone mix of real train | train img/s | sample img/s | train s |", "|---" * 8 + "|"]
+    for r in results:
+        rows.append(f"| `{r['generator']}` | {r['class_accuracy']:.1%} ({r['class_chance']:.0%}) | "
+                    f"{r['tone_accuracy']:.1%} ({r['tone_chance']:.0%}) | {r['sample_tone_distribution_predicted']} | "
+                    f"{r['train_tone_distribution_predicted']} | {r['stats']['train_images_per_s']:.1f} | "
+                    f"{r['stats']['sample_images_per_s']:.2f} | {r['stats']['train_seconds']:.0f} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generators", nargs="+", default=["ddpm", "medi", "cbdm"])
@@ -112,7 +124,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--out", type=Path, default=Path("results/conditioning"))
+    parser.add_argument("--table", action="store_true", help="only print the markdown table of the results in --out")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table([json.loads((args.out / f"{name}.json").read_text()) for name in args.generators]))
+        return
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     splits = load_derm(args.seed)
