@@ -131,3 +131,28 @@ def test_focal_loss_matches_hand_computation():
 def test_paper_configs_build_offline(config, minimum):
     count = TimmClassifier(config=config).parameter_count(num_classes=2)
     assert count > minimum
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_local_weights_load_into_the_backbone_and_keep_a_fresh_head(tmp_path, suffix):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    source = timm.create_model("test_resnet", num_classes=10).state_dict()  # a 10-class checkpoint
+    path = tmp_path / f"weights{suffix}"
+    save_file(source, str(path)) if suffix == ".safetensors" else torch.save({"state_dict": source}, path)
+    model = TimmClassifier(arch="test_resnet", weights=str(path)).build_model(num_classes=4)
+    loaded = model.state_dict()
+    torch.testing.assert_close(loaded["conv1.0.weight"], source["conv1.0.weight"])
+    assert loaded["fc.weight"].shape == (4, source["fc.weight"].shape[1])
+
+
+def test_weights_from_another_architecture_are_refused(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    path = tmp_path / "vit.safetensors"
+    save_file(timm.create_model("test_vit", num_classes=0).state_dict(), str(path))
+    with pytest.raises(ConfigError, match="does not fit this architecture"):
+        TimmClassifier(arch="test_resnet", weights=str(path)).build_model(num_classes=4)

@@ -106,12 +106,8 @@ class TimmClassifier(Classifier):
     def fit(self, train: ImageSet, val: ImageSet, seed: int, sample_weight: np.ndarray | None = None) -> None:
         base_weights = training.check_training_data(self.name, train, val, sample_weight)
         torch.manual_seed(seed)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.params["threads"])
-        try:
+        with training.limited_threads(self.params["threads"]):
             self._fit(train, val, seed, base_weights)
-        finally:
-            torch.set_num_threads(threads)
 
     def _fit(self, train: ImageSet, val: ImageSet, seed: int, base_weights: np.ndarray) -> None:
         p = self.params
@@ -198,12 +194,8 @@ class TimmClassifier(Classifier):
     def predict_proba(self, images: ImageSet) -> np.ndarray:
         if self.model is None:
             raise RuntimeError(f"classifier '{self.name}': call fit() before predict_proba()")
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.params["threads"])
-        try:
+        with training.limited_threads(self.params["threads"]):
             proba = self._predict_with(self.model, images.images)
-        finally:
-            torch.set_num_threads(threads)
         return proba / proba.sum(axis=1, keepdims=True)
 
     def parameter_count(self, num_classes: int = 2) -> int:

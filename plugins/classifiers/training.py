@@ -8,6 +8,9 @@ the same option names.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -160,3 +163,17 @@ def augment_batch(images: torch.Tensor, transform) -> torch.Tensor:
 def as_rgb(images: torch.Tensor) -> torch.Tensor:
     """Grayscale (N, 1, H, W) repeated to 3 channels, so one backbone (and ImageNet weights) fits both."""
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+@contextmanager
+def limited_threads(threads: int) -> Iterator[None]:
+    """Cap torch, BLAS and OpenMP threads: on a shared, loaded CPU, oversubscription was 5-10x slower."""
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(previous)
