@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from harness.metrics.groupstats import GroupCounts, as_group_values, class_aucs, counts, ratio, row_index
+from harness.metrics.groupstats import (GroupCounts, as_group_values, class_aucs, counts, evaluated_classes, ratio,
+                                       row_index)
 from harness.metrics.registry import HIGHER, LOWER, EvalInput, MetricValue, aggregate, register_metric
 
 
@@ -59,7 +60,7 @@ def auc_rows(inp: EvalInput) -> tuple[float, np.ndarray]:
 
 def _auc_reason(inp: EvalInput) -> str:
     overall, _ = class_aucs(inp)
-    missing = [int(c) for c, v in zip(range(len(overall)), overall) if math.isnan(v)]
+    missing = [int(c) for c, v in zip(evaluated_classes(inp), overall) if math.isnan(v)]
     return f"class(es) {missing} absent (or the only class) in the evaluated samples" if missing else ""
 
 
