@@ -438,6 +438,7 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
             "metrics": {name: v.value for name, v in values.items()},
             "nan_reasons": {name: v.reason for name, v in values.items() if v.reason},
             "per_group": per_group,
+            "eval": {"min_group_n": ctx.min_group_n, "high_risk": list(high_risk), "attribute": attribute},
             "n": {"eval": len(split), "train_real": len(train), "train_synthetic": len(synthetic) if synthetic else 0},
             "scenario_report": scenario_report,
             "artifacts": {**keys, "generator": generator_info.get("generator_key"),
