@@ -22,7 +22,7 @@ from plugins.generators.fairgen import (FairGen, class_diversity_loss, diffusion
                                         resampling_weights)
 from plugins.generators.sd import StableDiffusionFinetune
 
-FAST = dict(resolution=16, train_steps=3, batch_size=8, grad_accum=1, sample_steps=3, sample_batch=64,
+FAST = dict(resolution=16, train_steps=2, batch_size=4, grad_accum=1, sample_steps=3, sample_batch=64,
             device="cpu", precision="fp32", grad_checkpointing=False, lr_warmup_steps=0)
 
 
@@ -30,9 +30,18 @@ def fast(**changes):
     return {**FAST, **changes}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread avoids oversubscription on a shared machine (several times faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def train():
-    return Derm(config="cpu", n_train=150, n_val=10, n_test=15).load(0).train
+    return Derm(config="cpu", n_train=90, n_val=10, n_test=15).load(0).train
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +75,7 @@ def test_cbrs_and_sqrs_weights_on_a_toy_count_table():
 
 
 def test_gradient_aware_weights_favour_cells_with_larger_gradients(checkpoint, train):
-    generator = FairGen(**fast(pretrained=str(checkpoint), grad_aware=True, grad_window=2, train_steps=5,
+    generator = FairGen(**fast(pretrained=str(checkpoint), grad_aware=True, grad_window=2, train_steps=3,
                              diversity_tau=0.0, dpo="none"))
     generator.fit(train, 0)
     weights = generator._row_weights.numpy()
@@ -201,8 +210,8 @@ def test_save_load_round_trip_gives_identical_samples(checkpoint, train, tmp_pat
 
 # -- FairGen ---------------------------------------------------------------------------------------
 def test_fairgen_builds_auto_preferences_and_records_them(checkpoint, train, tmp_path):
-    generator = FairGen(**fast(pretrained=str(checkpoint), train_steps=4, dpo_start=0.5, auto_pairs_per_cell=1,
-                             judge_epochs=1))
+    generator = FairGen(**fast(pretrained=str(checkpoint), train_steps=2, dpo_start=0.5, auto_pairs_per_cell=1,
+                             judge_epochs=1, dpo_batch_size=4))
     generator.fit(train, 0)
     cells = len(set(generator.prompt_book.prompts(train.labels, train.attributes)))
     assert generator.stats["auto_preferences"] == 1.0 and generator.stats["preference_pairs"] == cells
@@ -220,7 +229,7 @@ def test_fairgen_reads_physician_pairs_from_jsonl(checkpoint, train, tmp_path, d
             Image.fromarray(train.images[2 * i + (side == "l")].transpose(1, 2, 0)).save(tmp_path / f"{i}{side}.png")
         lines.append(json.dumps({"text": "African people melanoma", "image_w": f"{i}w.png", "image_l": f"{i}l.png"}))
     (tmp_path / "physician_preferences.jsonl").write_text("\n".join(lines))
-    generator = FairGen(**fast(pretrained=str(checkpoint), dpo=dpo, dpo_start=0.0,
+    generator = FairGen(**fast(pretrained=str(checkpoint), dpo=dpo, dpo_start=0.0, dpo_batch_size=4,
                              preferences=str(tmp_path / "physician_preferences.jsonl")))
     generator.fit(train, 0)
     assert generator.stats["auto_preferences"] == 0.0 and generator.stats["preference_pairs"] == 3

@@ -119,7 +119,8 @@ class FairGen(StableDiffusionFinetune):
         self._cells = torch.tensor([i for i, prompt in enumerate(data.prompts) if prompt])
         self._cell_of_prompt = torch.full((len(data.prompts),), -1, dtype=torch.long)
         self._cell_of_prompt[self._cells] = torch.arange(len(self._cells))
-        self._cell_of_row = self._cell_of_prompt[data.prompt_index].clamp(min=0).numpy()
+        cells = self._cell_of_prompt[data.prompt_index]  # rows without a prompt (unlabeled) form one more group
+        self._cell_of_row = torch.where(cells < 0, len(self._cells), cells).numpy()
         self._grad_history = [deque(maxlen=self.params["grad_window"]) for _ in range(len(self._cells))]
         self._row_weights = torch.from_numpy(self._static_weights())
         self._pairs: dict[str, torch.Tensor] | None = None
@@ -184,6 +185,7 @@ class FairGen(StableDiffusionFinetune):
         means = np.array([np.mean(h) if h else np.nan for h in self._grad_history])
         means = np.where(np.isnan(means), np.nanmean(means) if np.isfinite(means).any() else 1.0, means)
         factor = (means / means.mean()) ** self.params["grad_lambda"]
+        factor = np.append(factor, np.ones(self._cell_of_row.max() + 1 - len(factor)))  # the no-prompt group
         self._row_weights = torch.from_numpy(self._static_weights(factor))
 
     # -- preference (DPO) loss -----------------------------------------------------------------------

@@ -151,7 +151,7 @@ class StableDiffusionFinetune(Generator):
         if unlabeled is not None and len(unlabeled):  # no condition: the null prompt (Ktena et al.)
             pixels = torch.cat([pixels, to_model_pixels(unlabeled.images, self.params["resolution"])])
             prompts += [""] * len(unlabeled)
-        self.pipe = self._build_pipeline(pixels, prompts)
+        self.pipe = self._build_pipeline(pixels, seed)
         check_distinct_ids(self.pipe.tokenizer, prompts)
         self._prepare_unet()
         data = self._training_data(pixels, prompts)
@@ -162,11 +162,11 @@ class StableDiffusionFinetune(Generator):
     def prepare_training(self, train: ImageSet, data: TrainingData, seed: int) -> None:
         """Hook for subclasses, called once before the first step."""
 
-    def _build_pipeline(self, pixels: torch.Tensor, prompts: list[str]) -> StableDiffusionPipeline:
+    def _build_pipeline(self, pixels: torch.Tensor, seed: int) -> StableDiffusionPipeline:
         if self.params["pretrained"]:
             pipe = load_pretrained(self.params["pretrained"])
         else:
-            pipe = self._build_tiny_pipeline(pixels)
+            pipe = self._build_tiny_pipeline(pixels, seed)
         pipe.to(self.device)
         if self.device.type == "cuda" and self.params["precision"] != "fp32":  # frozen parts, as released
             dtype = torch.float16 if self.params["precision"] == "fp16" else torch.bfloat16
@@ -177,14 +177,14 @@ class StableDiffusionFinetune(Generator):
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def _build_tiny_pipeline(self, pixels: torch.Tensor) -> StableDiffusionPipeline:
+    def _build_tiny_pipeline(self, pixels: torch.Tensor, seed: int) -> StableDiffusionPipeline:
         p = self.params
         with tempfile.TemporaryDirectory(prefix="sd-tokenizer-") as scratch:
             tokenizer = write_char_tokenizer(Path(scratch), p["tiny_max_prompt_chars"])
         text_encoder = tiny_text_encoder(len(tokenizer), p["tiny_max_prompt_chars"], p["tiny_text_width"],
                                          p["tiny_text_layers"])
         vae = tiny_vae(p["tiny_vae_channels"], p["resolution"]).to(self.device)
-        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))
+        generator = torch.Generator().manual_seed(seed)
         self.stats.update(train_vae(vae, pixels, p["vae_steps"], p["vae_batch_size"], p["vae_lr"],
                                     p["vae_kl_weight"], generator))
         log.info("tiny VAE: reconstruction error %.4f (%.2f x the mean-image error) after %.0f s",
@@ -381,6 +381,7 @@ class StableDiffusionFinetune(Generator):
         state = json.loads((directory / STATE_FILE).read_text())
         self.device = pick_device(self.params["device"])
         self.prompt_book = PromptBook.from_json(state["prompts"])
+        self.params["resolution"] = state["params"]["resolution"]  # the model's size; sampling settings stay ours
         self.image_shape = tuple(state["image_shape"])
         self.stats = dict(state["stats"])
         if state["lora"]:
