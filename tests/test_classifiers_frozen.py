@@ -7,11 +7,12 @@ import torch
 
 from classifier_toys import square_position_set
 from harness import ConfigError
+from plugins.classifiers import training
 from plugins.classifiers.frozen import KNN, HistGradientBoosting, LinearProbe
 
 HEADS = [LinearProbe, KNN, HistGradientBoosting]
 #: keeps the suite fast on a shared CPU; the heads' own defaults are measured in docs/classifiers.md
-FAST = {"hgb": {"max_iter": 20}}
+FAST = {"hgb": {"max_iter": 20}, "linear_probe": {"l2": [1e-3, 1e-1]}}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_features_are_computed_once_per_image_set(toy, tmp_path, monkeypatch):
     extracted = []
     real_get = feature_lib.get_extractor
     monkeypatch.setattr(feature_lib, "get_extractor", lambda name: extracted.append(name) or real_get(name))
-    LinearProbe(feature_cache=str(tmp_path)).fit(train, val, seed=0)
+    LinearProbe(feature_cache=str(tmp_path), l2=[1e-2]).fit(train, val, seed=0)
     KNN(feature_cache=str(tmp_path)).fit(train, val, seed=1)
     assert extracted == ["effnet-lite0@64", "effnet-lite0@64"]  # train and val once; the second head reads npz
     assert len(list((tmp_path / "features").iterdir())) == 2
@@ -71,10 +72,13 @@ def test_knn_votes_follow_sample_weights(toy, cache):
 
 def test_group_reweighting_rounds_follow_the_formula(toy, cache):
     train, val, _ = toy
-    classifier = LinearProbe(feature_cache=cache, group_reweighting="inverse_performance", rounds=3)
+    classifier = LinearProbe(feature_cache=cache, group_reweighting="inverse_performance", rounds=3, l2=[1e-2])
     classifier.fit(train, val, seed=0)
-    assert classifier.history[0]["group_weights"] == [1.0, 1.0, 1.0]
-    assert len(classifier.history) == 3
+    history = classifier.history
+    assert len(history) == 3 and history[0]["group_weights"] == [1.0, 1.0, 1.0]
+    for previous, current in zip(history, history[1:]):
+        expected = training.inverse_performance_weights(np.array(previous["group_val_acc"]), 3)
+        np.testing.assert_allclose(current["group_weights"], expected)
     assert classifier.stats["best_val_acc"] == max(h["val_acc"] for h in classifier.history)
 
 

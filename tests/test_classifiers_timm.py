@@ -68,14 +68,15 @@ def test_best_epoch_is_chosen_on_val_accuracy(toy, monkeypatch):
     assert kept == pytest.approx(max(accuracies))
 
 
-def test_group_reweighting_and_focal_loss_run_and_record_weights(toy):
+def test_group_weights_come_from_the_previous_epochs_val_accuracy(toy):
     train, val, _ = toy
     classifier = SmallCNN(epochs=2, threads=1, group_reweighting="inverse_performance", loss="focal",
                           balance="class", sample_weight_mode="loss")
     classifier.fit(train, val, seed=0)
-    assert classifier.history[0]["group_weights"] == [1.0, 1.0, 1.0]
-    second = np.array(classifier.history[1]["group_weights"])
-    assert second.sum() == pytest.approx(1.0)
+    first, second = classifier.history
+    assert first["group_weights"] == [1.0, 1.0, 1.0]
+    expected = training.inverse_performance_weights(np.array(first["group_val_acc"]), 3)
+    np.testing.assert_allclose(second["group_weights"], expected)
 
 
 def test_bad_options_and_data_say_what_to_fix(toy):

@@ -111,7 +111,8 @@ class FrozenFeatureClassifier(Classifier):
             if reweight:
                 group_accuracy = training.group_accuracy(correct, val_groups, num_groups)
             self.history.append({"round": round_index, "val_acc": accuracy,
-                                 "group_weights": None if group_weights is None else group_weights.tolist()})
+                                 "group_weights": None if group_weights is None else group_weights.tolist(),
+                                 "group_val_acc": None if group_accuracy is None else group_accuracy.tolist()})
             if best is None or accuracy > best[1]:
                 best = (head, accuracy, round_index)
         self.head, best_accuracy, best_round = best

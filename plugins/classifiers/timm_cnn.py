@@ -148,7 +148,8 @@ class TimmClassifier(Classifier):
             if groups is not None:
                 group_accuracy = training.group_accuracy(correct, self._val_groups, num_groups)
             self.history.append({"epoch": epoch, "val_acc": accuracy,
-                                 "group_weights": None if group_weights is None else group_weights.tolist()})
+                                 "group_weights": None if group_weights is None else group_weights.tolist(),
+                                 "group_val_acc": None if group_accuracy is None else group_accuracy.tolist()})
             if accuracy > best_accuracy:  # the earliest epoch wins ties
                 best_accuracy, best_epoch, best_state = accuracy, epoch, copy.deepcopy(model.state_dict())
         model.load_state_dict(best_state)
