@@ -68,6 +68,9 @@ class ImageSet:
                 f"{where}: {n} images but {len(self.labels)} labels, {len(self.ids)} ids, "
                 f"{len(self.provenance)} provenance entries"
             )
+        if self.multilabel and (self.labels.shape[1] != self.num_classes or not np.isin(self.labels, (0, 1)).all()):
+            raise DataError(f"{where}: multi-hot labels must be 0/1 with one column per class ({self.num_classes}: "
+                            f"{self.label_names}), got shape {self.labels.shape}")
         if n and not self.multilabel and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
             raise DataError(
                 f"{where}: labels must be codes in 0..{self.num_classes - 1} ({self.label_names}), "

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from filelock import FileLock, Timeout
+
 from harness import progress, records
 from harness.cache import Cache, stable_hash, write_json_atomic
 from harness.contracts import ConfigError, Dataset, Generator
@@ -107,6 +109,21 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
         raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
     run_dir = Path(run_dir)
     (run_dir / records.PREDICTIONS).mkdir(parents=True, exist_ok=True)
+    run_lock = FileLock(str(run_dir / ".run.lock"))
+    try:
+        run_lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"another `harness run` is writing {run_dir}; wait for it to finish or use another --out")
+    try:
+        return _run_cells(grid, run_dir, cache_dir, ctx, registry, cells, executor, workers, only, exit_on_error,
+                          device, retries, address, started)
+    finally:
+        run_lock.release()
+
+
+def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, registry: Registry, cells: list[Cell],
+               executor: str, workers: int, only: dict | None, exit_on_error: bool, device: str, retries: int,
+               address: str | None, started: float) -> RunSummary:
     write_json_atomic(run_dir / records.MANIFEST, build_manifest(
         grid.source, grid.text, [{"kind": p.kind, "name": p.name, "version": p.version, "origin": p.origin}
                                  for p in registry.all()],
@@ -209,6 +226,10 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
             fidelity = _fidelity(cache, ctx, cell, synthetic_key, splits_key, splits, train, synthetic,
                                  dataset.primary_attribute)
         stage, plugin = "metrics", ""
+        missing = [name for name in ctx.splits if name not in splits.test_splits()]
+        if missing:
+            raise DataError(f"dataset '{dataset.name}' has no split {missing}; the grid's `splits` may only list "
+                            f"{sorted(splits.test_splits())}")
         return _records(cell, ctx, dataset, splits, train, synthetic, predictions, cas_predictions,
                         {"splits": splits_key, "train": train_key, "synthetic": synthetic_key},
                         scenario_report, generator_info, fidelity)

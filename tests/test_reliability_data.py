@@ -43,8 +43,6 @@ def test_values_outside_the_contract_are_refused_with_a_message(change, message)
         _broken(change)
 
 
-@pytest.mark.xfail(strict=True, reason="data.py gap: ImageSet.validate does not check multi-hot labels "
-                                       "(width = number of classes, values 0/1)")
 def test_multi_hot_labels_of_the_wrong_width_are_refused():
     def two_wide(images):
         images.labels = np.zeros((len(images), 2), dtype=np.int64)  # 3 classes declared
@@ -106,8 +104,6 @@ def test_a_label_outside_the_vocabulary_is_refused(tmp_path):
         _load(tmp_path, {"path": "odd.png", "label": "not-a-class"})
 
 
-@pytest.mark.xfail(strict=True, reason="plugins/datasets/_real.py read_image: an unreadable file raises PIL's "
-                                       "UnidentifiedImageError/OSError, not a DataError naming the metadata row")
 @pytest.mark.parametrize("content", [b"not an image at all", b""], ids=["garbage", "empty"])
 def test_an_unreadable_image_row_is_refused_naming_it(tmp_path, content):
     (tmp_path / "root").mkdir()
@@ -181,8 +177,6 @@ def test_undefined_metrics_are_null_with_a_reason_never_minus_one(bad_group_reco
         assert -1 not in _values(row["per_group"])
 
 
-@pytest.mark.xfail(strict=True, reason="runner.py _records: per_group keeps one group-level `reason`; a group "
-                                       "metric that is NaN for its own cause (auc with a class absent) has none")
 def test_every_undefined_group_metric_has_a_reason(bad_group_records):
     g1 = bad_group_records["one-class"]["per_group"]["group"]["g1"]
     assert g1["auc"] is None and g1["reason"]

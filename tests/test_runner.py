@@ -116,3 +116,14 @@ def test_fidelity_metrics_are_recorded_per_group(tiny_grid, tmp_path, toy_plugin
     assert set(synthetic[0]["fidelity"]["per_group"]) == {"g0", "g1"}
     assert synthetic[0]["fidelity"]["extractor"] == "effnet-lite0@64"
     assert all("fid" not in r["metrics"] for r in real_only)
+
+
+def test_two_runs_cannot_write_one_run_folder(tiny_grid, tmp_path, toy_plugins):
+    from filelock import FileLock
+
+    from harness.contracts import ConfigError
+
+    (tmp_path / "run").mkdir()
+    with FileLock(str(tmp_path / "run" / ".run.lock")):  # as a concurrent `harness run` holds it
+        with pytest.raises(ConfigError, match="another `harness run` is writing"):
+            _run(tiny_grid, tmp_path, toy_plugins)

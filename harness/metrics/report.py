@@ -39,6 +39,9 @@ def group_report(inp: EvalInput) -> dict[str, dict]:
             entry[key] = math.nan if reason else float(values[g])
         for key, values in rates.items():
             entry[key] = _plain(np.full(values.shape[1], math.nan) if reason else values[g], inp.binary)
+        undefined = [key for key in table if math.isnan(entry[key])]
+        if undefined and not reason:  # e.g. auc when a class is absent from this group
+            entry["reason"] = f"undefined in this group: {', '.join(undefined)}"
         report[name] = entry
     return report
 

@@ -122,13 +122,18 @@ def inside(root: Path, relative: str | os.PathLike) -> Path:
 
 
 def read_image(path: Path, resolution: int, channels: int) -> np.ndarray:
-    """Centre-crop to a square, resize to resolution, return uint8 (C, R, R)."""
-    with Image.open(path) as image:
-        image = image.convert("RGB" if channels == 3 else "L")
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
+    """Centre-crop to a square, resize to resolution, return uint8 (C, R, R).
+
+    An unreadable or truncated file is a DataError naming it, not a PIL traceback."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB" if channels == 3 else "L")
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}; remove its metadata row or replace the file") from exc
     return array.transpose(2, 0, 1) if channels == 3 else array[None]
 
 
