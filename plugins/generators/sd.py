@@ -232,7 +232,7 @@ class StableDiffusionFinetune(Generator):
     def _finetune(self, data: TrainingData, seed: int) -> None:
         p, unet = self.params, self.pipe.unet
         self.noise_scheduler = DDPMScheduler.from_config(self.pipe.scheduler.config)
-        trainable = [param for param in unet.parameters() if param.requires_grad]
+        trainable = self.trainable_parameters()
         optimizer = torch.optim.AdamW(trainable, lr=p["lr"], weight_decay=p["weight_decay"])
         schedule = get_scheduler(p["lr_schedule"], optimizer, num_warmup_steps=p["lr_warmup_steps"],
                                  num_training_steps=p["train_steps"])
@@ -269,6 +269,11 @@ class StableDiffusionFinetune(Generator):
                           train_steps=float(p["train_steps"]), lora=float(p["lora_rank"] > 0))
 
     # -- hooks a FairGen variant overrides ----------------------------------------------------------
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """What the optimizer, EMA and clipping act on: the UNet's (or its adapters') trainable
+        parameters; a subclass may add its own (skin-diff's token vectors)."""
+        return [param for param in self.pipe.unet.parameters() if param.requires_grad]
+
     def draw_rows(self, data: TrainingData, generator: torch.Generator, n: int) -> torch.Tensor:
         """Shuffled epochs, as the released train_text_to_image.py's DataLoader(shuffle=True)."""
         rows = []
