@@ -67,3 +67,20 @@ def check(run_dir: Path, baseline_csv: Path, overrides: dict[str, float] | None 
                 worse = "dropped" if METRICS[name].direction == HIGHER else "rose"
                 violations.append(Violation(label, name, base, now, tolerance, f"{worse} by {abs(now - base):.4f}"))
     return violations, compared
+
+
+def baseline_table(run_dir: Path, spread_factor: float = 3.0) -> pd.DataFrame:
+    """The run's leaderboard summary with a `<metric>_tol` column per metric.
+
+    The tolerance is the larger of the metric's registered absolute tolerance and
+    spread_factor × sd × sqrt(2 / n_seeds): the noise of a difference between two means of
+    n_seeds replicates each, with the sd observed over this run's seeds.
+    """
+    summary = load_summary(run_dir)
+    columns = ROW_KEYS + ["n_seeds"]
+    for name in [c[:-5] for c in summary.columns if c.endswith("_mean") and c[:-5] in METRICS]:
+        sd = summary[f"{name}_sd"].fillna(0.0)
+        noise = spread_factor * sd * (2.0 / summary["n_seeds"].clip(lower=1)) ** 0.5
+        summary[f"{name}_tol"] = noise.clip(lower=METRICS[name].tolerance)
+        columns += [f"{name}_mean", f"{name}_sd", f"{name}_tol"]
+    return summary[columns]

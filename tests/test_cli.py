@@ -99,3 +99,17 @@ def test_a_killed_run_resumes_to_the_same_records(tiny_grid, tmp_path, toy_plugi
     assert 0 < partial < 12
     assert subprocess.run(command, capture_output=True).returncode == 0
     assert _comparable(records.load(out)) == _comparable(records.load(reference))
+
+
+def test_baseline_tolerances_follow_the_seed_spread(tiny_grid, tmp_path, toy_plugins):
+    out = tmp_path / "run"
+    assert main(["run", str(tiny_grid), "--out", str(out), "--cache", str(tmp_path / "cache"),
+                 "--plugins", toy_plugins, "--quiet"]) == 0
+    baseline = tmp_path / "baseline.csv"
+    assert main(["baseline", str(out), "--output", str(baseline)]) == 0
+    table = pd.read_csv(baseline)
+    from harness.metrics import METRICS
+
+    expected = (3 * table["acc_sd"].fillna(0) * (2 / table["n_seeds"]) ** 0.5).clip(lower=METRICS["acc"].tolerance)
+    assert (table["acc_tol"] - expected).abs().max() < 1e-6
+    assert main(["check", str(out), "--baseline", str(baseline)]) == 0

@@ -13,7 +13,7 @@ from harness.contracts import ConfigError
 from harness.data import DataError
 from harness.registry import PluginError
 
-VERBS = ("run", "ls", "leaderboard", "check", "validate_plugin", "describe", "report", "compare")
+VERBS = ("run", "ls", "leaderboard", "check", "validate_plugin", "describe", "report", "compare", "baseline")
 USER_ERRORS = (ConfigError, PluginError, DataError, FileNotFoundError, CorruptArtifact, ValueError, KeyError)
 
 
