@@ -3,7 +3,9 @@
 worker died, in completion order.
 
 `serial` runs cells in this process in grid order. `process` runs them in a local pool of
-spawned worker processes with one torch thread each. `ray` makes each cell a Ray task (one
+worker processes with one torch thread each, forked from a fork server that imported the
+runner and the installed plugins once (rather than once per worker: those imports are most
+of a worker's start-up). `ray` makes each cell a Ray task (one
 CPU, plus one GPU for cells that want one when the cluster has GPUs), on a local Ray instance
 by default or on an existing cluster (`address`). In every case the artifact cache's per-key
 locks make two workers that need the same generator train it once.
@@ -11,7 +13,10 @@ locks make two workers that need the same generator train it once.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib.metadata import entry_points
 from typing import Any, Callable, Iterable, Iterator
 
 from harness.contracts import ConfigError
@@ -29,10 +34,28 @@ class SerialExecutor:
             yield item, fn(item)
 
 
-def _init_worker() -> None:
+def _init_worker(environ: dict[str, str] | None = None, cwd: str | None = None) -> None:
+    """One torch thread; and the caller's environment and folder as they are now (a fork
+    server keeps those of the moment it started)."""
     import torch
 
     torch.set_num_threads(1)
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+    if cwd is not None:
+        os.chdir(cwd)
+
+
+def _fork_server_context() -> multiprocessing.context.ForkServerContext:
+    """Workers forked from a clean server process, not from this one, which may hold threads
+    or CUDA. The server preloads the runner and those plugin modules that this process has
+    already imported without error (a broken, blocked plugin must not break the server); the
+    preload list counts only when the server starts, once per process."""
+    context = multiprocessing.get_context("forkserver")
+    installed = {ep.module for ep in entry_points(group="harness")}
+    context.set_forkserver_preload(["harness.runner", *sorted(m for m in installed if m in sys.modules)])
+    return context
 
 
 class ProcessExecutor:
@@ -40,8 +63,8 @@ class ProcessExecutor:
         self.workers = max(1, workers)
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(self.workers, mp_context=_fork_server_context(), initializer=_init_worker,
+                                 initargs=(dict(os.environ), os.getcwd())) as pool:
             futures = {pool.submit(fn, item): item for item in items}
             try:
                 for future in as_completed(futures):
