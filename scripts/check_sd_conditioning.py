@@ -77,7 +77,10 @@ def every_cell(num_classes: int, num_tones: int, per_cell: int) -> tuple[np.ndar
     return rows[:, 0], rows[:, 1]
 
 
-def check(generator_names: list[str], per_cell: int = 20, seed: int = 0) -> dict[str, dict[str, float]]:
+def check(generator_names: list[str], per_cell: int = 20, seed: int = 0, extra_guidance: tuple[float, ...] = (),
+          save_dir: Path | None = None) -> dict[str, dict[str, float]]:
+    """Agreement of each generator's samples with their prompts; `extra_guidance` also samples
+    the same fitted model at other guidance scales (reported as NAME@gS)."""
     torch.set_num_threads(1)  # shared machine: one thread is several times faster than two under load
     registry = Registry()
     splits = registry.create("dataset", "derm", {"config": "cpu"}).load(seed)
@@ -95,6 +98,14 @@ def check(generator_names: list[str], per_cell: int = 20, seed: int = 0) -> dict
                          "sample_seconds": time.perf_counter() - fitted,
                          **{k: float(v) for k, v in generator.stats.items()}}
         print(name, json.dumps(results[name]), flush=True)
+        for scale in extra_guidance:
+            generator.params["guidance_scale"] = scale
+            images = generator.sample(labels, {ATTRIBUTE: tones}, seed + 2)
+            results[f"{name}@g{scale:g}"] = agreement(judge, images, labels, tones)
+            print(f"{name}@g{scale:g}", json.dumps(results[f"{name}@g{scale:g}"]), flush=True)
+        if save_dir is not None:
+            (save_dir / name).mkdir(parents=True, exist_ok=True)
+            generator.save(save_dir / name)
     results["chance"] = {"class_acc": 1 / splits.train.num_classes, "tone_acc": 1 / len(tone_vocab)}
     return results
 
@@ -105,9 +116,11 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--extra-guidance", type=float, nargs="*", default=[])
+    parser.add_argument("--save", type=Path, help="save each fitted generator under this folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    results = check(args.generators, args.per_cell, args.seed)
+    results = check(args.generators, args.per_cell, args.seed, tuple(args.extra_guidance), args.save)
     print(json.dumps(results, indent=1))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))

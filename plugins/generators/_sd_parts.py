@@ -150,13 +150,17 @@ def tiny_vae(channels: list[int], resolution: int) -> AutoencoderKL:
 
 
 def tiny_unet(channels: list[int], latent_size: int, cross_attention_dim: int) -> UNet2DConditionModel:
-    """Cross-attention on every level but the first (the full-resolution level is the costliest)."""
+    """Cross-attention on every level but the first (the full-resolution level is the costliest),
+    plus the attention-pooled prompt added to the timestep embedding (diffusers' "text" addition
+    embedding), which reaches every resnet block: with cross-attention alone at 4 x 4 the tiny
+    model learnt the tone word but barely the class word within the cpu budget."""
     down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(channels) - 1)
     up = ("CrossAttnUpBlock2D",) * (len(channels) - 1) + ("UpBlock2D",)
     return UNet2DConditionModel(sample_size=latent_size, in_channels=4, out_channels=4,
                                 block_out_channels=tuple(channels), down_block_types=down, up_block_types=up,
                                 layers_per_block=1, cross_attention_dim=cross_attention_dim, attention_head_dim=8,
-                                norm_num_groups=8)
+                                norm_num_groups=8, addition_embed_type="text",
+                                addition_embed_type_num_heads=max(1, cross_attention_dim // 8))
 
 
 def sd_noise_scheduler() -> DDPMScheduler:
