@@ -45,6 +45,8 @@ TOP_KEYS = {"name": str, "description": str, "seeds": int, "splits": list, "cas"
             "dataset": list, "generator": list, "sampling": list, "classifier": list}
 PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
 DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
+#: a generator or classifier entry may be limited to some datasets / scenarios (e.g. ablations)
+RESTRICTED_KEYS = {**PLUGIN_KEYS, "datasets": list, "scenarios": list}
 SAMPLING_KEYS = {"strategy": str, "ratio": (int, float), "proportions": list}
 
 
@@ -54,6 +56,12 @@ class PluginSpec:
     name: str
     label: str
     params: dict = field(default_factory=dict, hash=False, compare=False)
+    #: {"datasets": [labels], "scenarios": [names]}: run this entry only there (not part of the spec)
+    restrict: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def runs_on(self, dataset_label: str, scenario: str) -> bool:
+        return (dataset_label in self.restrict.get("datasets", [dataset_label])
+                and scenario in self.restrict.get("scenarios", [scenario]))
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "params": self.params}
@@ -124,7 +132,8 @@ class Grid:
                         for classifier in self.classifiers:
                             for seed_index in range(self.seeds):
                                 cell = Cell(dataset, scenario, generator, sampling, classifier, seed_index)
-                                if _selected(cell, only or {}):
+                                if _selected(cell, only or {}) and all(
+                                        spec.runs_on(dataset.label, scenario) for spec in (generator, classifier)):
                                     cells.append(cell)
         return cells
 
@@ -206,6 +215,13 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
                                           tuple(entry.get("proportions", ()))))
         except ConfigError as exc:
             raise ConfigError(f"{source}: sampling[{i}]: {exc}") from exc
+    known = {"datasets": {d.label for d, _ in datasets}, "scenarios": {s for _, names in datasets for s in names}}
+    for spec in generators + classifiers:
+        for key, values in spec.restrict.items():
+            unknown = sorted(set(values) - known[key])
+            if unknown:
+                raise ConfigError(f"{source}: [[{spec.kind}]] '{spec.label}' {key} = {unknown}: not in the grid's "
+                                  f"{key} {sorted(known[key])}")
     for kind, specs in (("generator", generators), ("classifier", classifiers), ("dataset", [d for d, _ in datasets])):
         labels = [s.label for s in specs]
         dupes = sorted({l for l in labels if labels.count(l) > 1})
@@ -224,10 +240,11 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
 
 
 def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:
-    _check_keys(entry, PLUGIN_KEYS if kind != "dataset" else DATASET_KEYS, source, where)
+    _check_keys(entry, DATASET_KEYS if kind == "dataset" else RESTRICTED_KEYS, source, where)
     if "name" not in entry:
         raise ConfigError(f"{source}: {where} needs a `name` (the {kind} plugin to use)")
-    return PluginSpec(kind, entry["name"], entry.get("label", entry["name"]), dict(entry.get("params", {})))
+    restrict = {} if kind == "dataset" else {k: list(entry[k]) for k in ("datasets", "scenarios") if k in entry}
+    return PluginSpec(kind, entry["name"], entry.get("label", entry["name"]), dict(entry.get("params", {})), restrict)
 
 
 def _check_keys(entry: dict, allowed: dict, source: str, where: str) -> None:

@@ -78,3 +78,14 @@ def test_param_overrides_set_plugin_parameters_by_label():
         apply_overrides(parse_grid(TINY_GRID, "g.toml"), ["tyo.n_train=60"])
     with pytest.raises(ConfigError, match="LABEL.KEY=VALUE"):
         apply_overrides(parse_grid(TINY_GRID, "g.toml"), ["n_train=60"])
+
+
+def test_an_entry_can_be_limited_to_some_scenarios():
+    text = TINY_GRID.replace('name = "oversample"', 'name = "oversample"\nscenarios = ["cap100"]')
+    cells = parse_grid(text).cells(produces_images)
+    assert {c.scenario for c in cells if c.generator.name == "oversample"} == {"cap100"}
+    assert {c.scenario for c in cells if c.generator.name == "noisy_copy"} == {"natural", "cap100"}
+    with pytest.raises(ConfigError, match="unknown key 'generator\\[2\\].scenarioz'"):
+        parse_grid(TINY_GRID.replace('name = "oversample"', 'name = "oversample"\nscenarioz = ["cap100"]'))
+    with pytest.raises(ConfigError, match="not in the grid's scenarios"):
+        parse_grid(TINY_GRID.replace('name = "oversample"', 'name = "oversample"\nscenarios = ["cap10"]'))
