@@ -55,9 +55,12 @@ def plan_requests(train: ImageSet, attribute: str, spec: SamplingSpec, seed: int
     n = max(1, int(round(spec.ratio * len(train))))
     codes = train.group_codes(attribute)
     n_groups = len(train.attribute_vocab[attribute])
-    if spec.strategy == "replicate":
+    if spec.strategy == "replicate":  # ratio k: the training rows k times over (multi-hot labels too)
         rows = np.resize(np.arange(len(train)), n)
         return train.labels[rows].copy(), {k: v[rows].copy() for k, v in train.attributes.items()}
+    if train.multilabel:
+        raise ConfigError(f"sampling strategy '{spec.strategy}' draws one class per row; with multi-hot labels use "
+                          "strategy = \"replicate\" (Khosravi et al.)")
     if spec.strategy == "fair":
         groups = rng.integers(0, n_groups, n)
         prior = np.bincount(train.labels, minlength=train.num_classes) / len(train)

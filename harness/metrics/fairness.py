@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from harness.metrics.groupstats import as_group_values, counts, evaluated_classes, ratio, valid_groups
+from harness.metrics.groupstats import as_group_values, class_aucs, counts, evaluated_classes, ratio, valid_groups
 from harness.metrics.registry import HIGHER, LOWER, EvalInput, MetricValue, aggregate, register_metric
 from harness.metrics.utility import accuracy_rows, auc_rows, group_accuracy, group_auc
 
@@ -70,6 +70,15 @@ def eo(inp: EvalInput) -> MetricValue:
 def eodds(inp: EvalInput) -> MetricValue:
     gaps = np.maximum(class_gaps(inp, true_positive_rates(inp)), class_gaps(inp, false_positive_rates(inp)))
     return _mean_over_classes(inp, gaps)
+
+
+@register_metric("label_auc_gap", LOWER, tolerance=0.03,
+                 description="per-label AUC parity: max-min group AUC of each label (one-vs-rest class), mean over labels")
+def label_auc_gap(inp: EvalInput) -> MetricValue:
+    """Multilabel (Khosravi et al.'s per-finding gaps): each label's best-minus-worst group AUC,
+    then the mean over labels; unlike auc_gap, which compares the groups' label-averaged AUCs.
+    Binary: the positive class only, so it equals auc_gap."""
+    return _mean_over_classes(inp, class_gaps(inp, class_aucs(inp)[1][:-1]))
 
 
 def equity_scaled(overall: float, groups: dict[str, MetricValue], scale: float = 1.0) -> MetricValue:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from harness.metrics.fairness import false_positive_rates, selection_rates, true_positive_rates
-from harness.metrics.groupstats import counts, group_reasons
+from harness.metrics.groupstats import class_aucs, counts, group_reasons
 from harness.metrics.registry import EvalInput
 from harness.metrics.utility import accuracy_rows, auc_rows, balanced_accuracy_rows, high_risk_rows
 
@@ -25,13 +25,15 @@ def group_report(inp: EvalInput) -> dict[str, dict]:
     """{group: {"n", "acc", "bal_acc", "auc", ["high_risk_sens"], "selection_rate", "tpr", "fpr", "reason"}}.
 
     selection_rate / tpr / fpr are scalars for the positive class of a binary task, otherwise
-    lists over classes (one-vs-rest). Groups under min_group_n get NaN everywhere but n.
+    lists over classes (one-vs-rest). Multilabel inputs add "label_auc", the group's AUC per label.
+    Groups under min_group_n get NaN everywhere but n.
     """
     c = counts(inp)
     table = {"acc": accuracy_rows(inp, c), "bal_acc": balanced_accuracy_rows(inp, c), "auc": auc_rows(inp)[1]}
     if len(inp.high_risk):
         table["high_risk_sens"] = high_risk_rows(inp)[:-1]
     rates = {"selection_rate": selection_rates(inp), "tpr": true_positive_rates(inp), "fpr": false_positive_rates(inp)}
+    label_aucs = class_aucs(inp)[1]
     report = {}
     for g, (name, reason) in enumerate(zip(inp.group_names, group_reasons(inp))):
         entry: dict = {"n": int(c.n[g]), "reason": reason}
@@ -39,6 +41,8 @@ def group_report(inp: EvalInput) -> dict[str, dict]:
             entry[key] = math.nan if reason else float(values[g])
         for key, values in rates.items():
             entry[key] = _plain(np.full(values.shape[1], math.nan) if reason else values[g], inp.binary)
+        if inp.multilabel:  # per-label AUCs of the group (auc is their mean)
+            entry["label_auc"] = [math.nan if reason else float(v) for v in label_aucs[g]]
         undefined = [key for key in table if math.isnan(entry[key])]
         if undefined and not reason:  # e.g. auc when a class is absent from this group
             entry["reason"] = f"undefined in this group: {', '.join(undefined)}"

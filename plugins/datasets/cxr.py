@@ -7,6 +7,10 @@ and pneumothorax (an apical region without lung markings, darker, with a pleural
 changes the anatomy as on real films: female chests are narrower and carry breast shadows over
 the lower lung fields, where effusion and pneumonia appear, so a classifier trained on male films
 reads female films worse. Natural mix ~42% female as in CheXpert; test is sex-stratified.
+
+`multilabel = true` gives CheXpert-style multi-hot labels (N, 5): each finding present
+independently at its `finding_rates` value, several on one film, and no_finding = 1 exactly when
+none is.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness import Dataset, ImageSet, Splits, hookimpl
+from harness import ConfigError, Dataset, ImageSet, Splits, hookimpl
 from plugins.datasets._procedural import (check_fractions, grid, image_set, make_splits, smooth_noise,
                                           stratified_codes, to_uint8)
 
@@ -31,11 +35,13 @@ def _ellipse(x: np.ndarray, y: np.ndarray, cx, cy, rx, ry, sharpness: float = 12
 
 
 def render_cxr(rng: np.random.Generator, labels: np.ndarray, sexes: np.ndarray, resolution: int) -> np.ndarray:
-    """Render uint8 images (n, 1, R, R) for the given finding and sex codes."""
+    """Render uint8 images (n, 1, R, R) for the given finding codes (n,) or multi-hot rows (n, 5)
+    and sex codes."""
     n = len(labels)
     x, y = grid(resolution)
     female = (sexes == 0).astype(np.float32)
-    finding = {name: (labels == code).astype(np.float32) for code, name in enumerate(CLASSES)}
+    hot = labels if labels.ndim == 2 else np.eye(len(CLASSES), dtype=np.int64)[labels]
+    finding = {name: hot[:, code].astype(np.float32) for code, name in enumerate(CLASSES)}
     width = rng.uniform(0.95, 1.05, n) * (1 - 0.15 * female)  # female chests are narrower
     side = rng.choice([-1.0, 1.0], n)  # which lung carries a one-sided finding
 
@@ -81,6 +87,8 @@ class ChestXray(Dataset):
         "sex_fractions": [0.42, 0.58],
         "test_sex_fractions": [0.5, 0.5],
         "class_fractions": [0.3, 0.2, 0.2, 0.15, 0.15],
+        "multilabel": False,  # true: multi-hot findings (N, 5), each finding drawn independently
+        "finding_rates": [0.25, 0.25, 0.2, 0.15],  # multilabel: P(finding) for cardiomegaly..pneumothorax
     }
     configs = {"cpu": {"resolution": 16, "n_train": 2000}, "paper": {"resolution": 64, "n_train": 10000,
                                                                      "n_test": 3000}}
@@ -90,15 +98,23 @@ class ChestXray(Dataset):
         check_fractions("sex_fractions", p["sex_fractions"], len(SEXES))
         check_fractions("test_sex_fractions", p["test_sex_fractions"], len(SEXES))
         check_fractions("class_fractions", p["class_fractions"], len(CLASSES))
+        rates = np.asarray(p["finding_rates"], dtype=float)
+        if len(rates) != len(CLASSES) - 1 or np.any((rates < 0) | (rates > 1)):
+            raise ConfigError(f"dataset '{self.name}': finding_rates needs {len(CLASSES) - 1} probabilities in [0, 1] "
+                              f"(one per finding {CLASSES[1:]}), got {p['finding_rates']}")
         sizes = {"train": p["n_train"], "val": p["n_val"], "test": p["n_test"]}
         return make_splits(self._render_split, sizes, seed, prefix=self.name)
 
     def _render_split(self, rng: np.random.Generator, n: int, split: str) -> ImageSet:
         p = self.params
         sexes = stratified_codes(rng, n, p["test_sex_fractions"] if split == "test" else p["sex_fractions"])
-        labels = stratified_codes(rng, n, p["class_fractions"])
+        labels = self._multi_hot(rng, n) if p["multilabel"] else stratified_codes(rng, n, p["class_fractions"])
         images = render_cxr(rng, labels, sexes, p["resolution"])
         return image_set(images, labels, {"sex": sexes}, CLASSES, {"sex": SEXES})
+
+    def _multi_hot(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        findings = (rng.random((n, len(CLASSES) - 1)) < np.asarray(self.params["finding_rates"])).astype(np.int64)
+        return np.concatenate([(findings.sum(1, keepdims=True) == 0).astype(np.int64), findings], axis=1)
 
 
 @hookimpl
