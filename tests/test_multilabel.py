@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from harness import ConfigError
 from harness.metrics import EvalInput, get_metric, group_report
 from harness.sampling import SamplingSpec, plan_requests
 from plugins.datasets.cxr import CLASSES, ChestXray
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +88,45 @@ def test_replicate_repeats_multi_hot_training_rows(multi_hot, ratio):
 def test_class_drawing_strategies_refuse_multi_hot_labels(multi_hot):
     with pytest.raises(ConfigError, match="replicate"):
         plan_requests(multi_hot.train, "sex", SamplingSpec("fair", 1.0), seed=0)
+
+
+# -- multi-hot conditioning of the pixel diffusion generators ------------------------------------------
+TINY = dict(resolution=8, block_out_channels=[8, 16], norm_num_groups=4, layers_per_block=1, batch_size=8,
+            train_steps=2, warmup_steps=1, sample_steps=2, sample_batch_size=3, device="cpu")
+
+
+def test_multi_hot_condition_embedding_is_the_sum_of_the_present_labels_rows():
+    from plugins.generators._diffusion import ConditionedUNet
+
+    unet = {"sample_size": 8, "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 16],
+            "layers_per_block": 1, "down_block_types": ["DownBlock2D"] * 2, "up_block_types": ["UpBlock2D"] * 2,
+            "norm_num_groups": 4}
+    model = ConditionedUNet(unet, [3, 4], multi_hot=[True, False])
+    cond = torch.tensor([[1, 0, 1, 2], [0, 0, 0, 3]])
+    got = model.condition_embedding(cond, torch.tensor([False, True]))
+    findings, sex = model.factors[0].weight, model.factors[1].weight
+    torch.testing.assert_close(got[0], findings[0] + findings[2] + sex[2])
+    torch.testing.assert_close(got[1], model.null)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "medi"])
+def test_pixel_generators_condition_on_multi_hot_findings_and_demographics(multi_hot, name, tmp_path):
+    from plugins.generators.ddpm import ClassConditionalDDPM
+    from plugins.generators.medi import MeDi
+
+    train = multi_hot.train.subset(np.arange(64))
+    generator = {"ddpm": ClassConditionalDDPM, "medi": MeDi}[name](**TINY)
+    generator.fit(train, seed=0)
+    request = train.labels[:4], {"sex": np.array([0, 1, -1, 0])}
+    encoded = generator.encode(*request)
+    # Khosravi-style layout: 5 finding columns (0/1), then (medi) the sex index with "unknown" = 2
+    expected = train.labels[:4] if name == "ddpm" else np.column_stack([train.labels[:4], [0, 1, 2, 0]])
+    np.testing.assert_array_equal(encoded, expected)
+    images = generator.sample(*request, seed=1)
+    assert images.shape == (4,) + train.image_shape
+    generator.save(tmp_path)
+    loaded = type(generator)(**TINY)
+    loaded.load(tmp_path)
+    np.testing.assert_array_equal(loaded.sample(*request, seed=1), images)
+    with pytest.raises(Exception, match="multi-hot"):
+        generator.sample(np.array([0, 1]), {"sex": np.array([0, 1])}, seed=1)

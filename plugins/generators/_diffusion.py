@@ -78,32 +78,50 @@ COMMON_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Factor:
-    """One additive part of the condition, e.g. the label or one attribute; `size` rows."""
+    """One additive part of the condition, e.g. the label or one attribute; `size` rows. A
+    multi-hot factor (multi-label findings) takes `size` 0/1 columns of the condition and adds
+    the rows of the labels present: a linear map of the multi-hot vector, as Khosravi et al.'s
+    condition vector of findings and demographics."""
 
     name: str
     size: int
+    multi_hot: bool = False
 
 
 class ConditionedUNet(nn.Module):
     """UNet2DModel whose class embedding is a sum of per-factor embeddings or a null vector."""
 
-    def __init__(self, unet_config: dict[str, Any], factor_sizes: list[int]) -> None:
+    def __init__(self, unet_config: dict[str, Any], factor_sizes: list[int], multi_hot: list[bool] | None = None) -> None:
         super().__init__()
         self.unet = UNet2DModel(**unet_config, class_embed_type="identity")
         dim = unet_config["block_out_channels"][0] * 4  # UNet2DModel's time embedding width
         self.factors = nn.ModuleList(nn.Embedding(size, dim) for size in factor_sizes)
+        self.multi_hot = list(multi_hot or [False] * len(factor_sizes))
         self.null = nn.Parameter(torch.randn(dim))
 
+    def condition_embedding(self, cond: torch.Tensor, is_null: torch.Tensor) -> torch.Tensor:
+        """Sum over factors: an index factor takes one column (its row), a multi-hot one `size`
+        columns (the sum of the rows present); null rows get the null vector."""
+        parts, column = [], 0
+        for table, hot in zip(self.factors, self.multi_hot):
+            if hot:
+                parts.append(cond[:, column:column + table.num_embeddings].to(table.weight.dtype) @ table.weight)
+                column += table.num_embeddings
+            else:
+                parts.append(table(cond[:, column]))
+                column += 1
+        return torch.where(is_null[:, None], self.null, sum(parts))
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, is_null: torch.Tensor) -> torch.Tensor:
-        embedding = sum(table(cond[:, i]) for i, table in enumerate(self.factors))
-        embedding = torch.where(is_null[:, None], self.null, embedding)
-        return self.unet(x, t, class_labels=embedding).sample
+        return self.unet(x, t, class_labels=self.condition_embedding(cond, is_null)).sample
 
 
 class PixelDiffusionGenerator(Generator):
     """Base class: subclasses define the condition (and optionally sampler weights and loss)."""
 
     defaults: ClassVar[dict[str, Any]] = COMMON_DEFAULTS
+    #: whether condition_factors/encode handle multi-hot labels (N, L)
+    supports_multilabel: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -130,8 +148,9 @@ class PixelDiffusionGenerator(Generator):
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, train: ImageSet, seed: int, unlabeled: ImageSet | None = None) -> None:
-        if train.multilabel:
-            raise DataError(f"generator '{self.name}' needs single-label training data (one class code per image)")
+        if train.multilabel and not self.supports_multilabel:
+            raise DataError(f"generator '{self.name}' needs single-label training data (one class code per image); "
+                            "ddpm and medi take multi-hot labels")
         torch.manual_seed(seed)
         rng = torch.Generator().manual_seed(seed)
         factors = self.condition_factors(train)
@@ -144,7 +163,8 @@ class PixelDiffusionGenerator(Generator):
         }
         self._check_guidance(has_unlabeled=unlabeled is not None and len(unlabeled) > 0)
         pool = self._training_pool(train, unlabeled)
-        self.model = ConditionedUNet(self.state["unet"], [f.size for f in factors]).to(self.device)
+        self.model = ConditionedUNet(self.state["unet"], [f.size for f in factors],
+                                     [f.multi_hot for f in factors]).to(self.device)
         steps, seconds = self._train(self.model, pool, rng)
         batch = self.params["batch_size"]
         self.stats = {"train_steps": float(steps), "train_seconds": seconds,
@@ -301,7 +321,9 @@ class PixelDiffusionGenerator(Generator):
         if record["generator"] != self.name:
             raise ConfigError(f"{directory} holds a '{record['generator']}' generator, not '{self.name}'")
         self.state = {k: record[k] for k in ("label_names", "attribute_vocab", "factors", "unet", "image_shape")}
-        self.model = ConditionedUNet(self.state["unet"], [f["size"] for f in self.state["factors"]])
+        factors = self.state["factors"]
+        self.model = ConditionedUNet(self.state["unet"], [f["size"] for f in factors],
+                                     [f.get("multi_hot", False) for f in factors])
         self.model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
         self.model.to(self.device).eval()
 
@@ -319,6 +341,13 @@ def check_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataError(f"requested class codes must be in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
+    return labels
+
+
+def check_multi_hot(labels: np.ndarray, num_labels: int) -> np.ndarray:
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.ndim != 2 or labels.shape[1] != num_labels or not np.isin(labels, (0, 1)).all():
+        raise DataError(f"requested labels must be multi-hot 0/1 rows with {num_labels} columns, got shape {labels.shape}")
     return labels
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness import ImageSet, hookimpl
-from plugins.generators._diffusion import COMMON_DEFAULTS, HO_CIFAR_PAPER, Factor, PixelDiffusionGenerator, check_labels
+from plugins.generators._diffusion import (COMMON_DEFAULTS, HO_CIFAR_PAPER, Factor, PixelDiffusionGenerator, check_labels,
+                                           check_multi_hot)
 
 
 class ClassConditionalDDPM(PixelDiffusionGenerator):
@@ -20,12 +21,16 @@ class ClassConditionalDDPM(PixelDiffusionGenerator):
     # defaults are the cpu config; paper: Ho et al.'s CIFAR model, DDIM 200 steps, no guidance
     # (Khosravi et al. found unguided sampling best for downstream use)
     configs = {"cpu": {}, "paper": {**HO_CIFAR_PAPER, "guidance_scale": 1.0, "sample_steps": 200}}
+    supports_multilabel = True  # multi-hot findings: the condition is their embeddings' sum
 
     def condition_factors(self, train: ImageSet) -> list[Factor]:
-        return [Factor("label", train.num_classes)]
+        return [Factor("label", train.num_classes, multi_hot=train.multilabel)]
 
     def encode(self, labels: np.ndarray, attributes: dict[str, np.ndarray]) -> np.ndarray:
-        return check_labels(labels, len(self.state["label_names"]))[:, None]
+        num_labels = len(self.state["label_names"])
+        if self.state["factors"][0].get("multi_hot"):
+            return check_multi_hot(labels, num_labels)
+        return check_labels(labels, num_labels)[:, None]
 
 
 @hookimpl

@@ -8,6 +8,9 @@ classifier-free guidance; `p_uncond` > 0 offers it with a learned null vector.
 `attributes` picks the attributes to condition on ([] = all of the training set's);
 Ktena et al.'s "label and property conditioning" is `attributes = ["<sensitive attribute>"]`.
 Trains at `resolution` (cpu: 16 px) and returns images resized to the training set's H x W.
+Multi-hot labels (multi-label findings) make the label factor multi-hot: the condition is then a
+linear map of [findings 0/1, one-hot per attribute + unknown], Khosravi et al.'s condition vector
+of findings and demographics; such rows are drawn uniformly (class balance is single-label).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import numpy as np
 
 from harness import ConfigError, ImageSet, hookimpl
 from plugins.generators._diffusion import (COMMON_DEFAULTS, Factor, PixelDiffusionGenerator, check_labels,
-                                           unknown_to_index)
+                                           check_multi_hot, unknown_to_index)
 
 # MeDi's released training script: 6-level UNet without attention blocks at 128 px, AdamW
 # (0.95, 0.999, wd 1e-6), lr 1e-4, cosine schedule with 1% warmup, batch 2 x 32, 3M steps,
@@ -36,6 +39,7 @@ class MeDi(PixelDiffusionGenerator):
     version = "1"
     defaults = {**COMMON_DEFAULTS, "attributes": [], "class_balanced": True}
     configs = {"cpu": {}, "paper": MEDI_PAPER}  # defaults are the cpu config
+    supports_multilabel = True
 
     def condition_factors(self, train: ImageSet) -> list[Factor]:
         names = list(self.params["attributes"]) or list(train.attributes)
@@ -44,18 +48,22 @@ class MeDi(PixelDiffusionGenerator):
             raise ConfigError(f"generator 'medi': attributes {missing} are not in the training set; "
                               f"it has {sorted(train.attributes)}")
         # one extra row per attribute: the "unknown" index
-        return [Factor("label", train.num_classes)] + [Factor(n, len(train.attribute_vocab[n]) + 1) for n in names]
+        label = Factor("label", train.num_classes, multi_hot=train.multilabel)
+        return [label] + [Factor(n, len(train.attribute_vocab[n]) + 1) for n in names]
 
     def encode(self, labels: np.ndarray, attributes: dict[str, np.ndarray]) -> np.ndarray:
-        labels = check_labels(labels, len(self.state["label_names"]))
-        columns = [labels]
+        num_labels = len(self.state["label_names"])
+        if self.state["factors"][0].get("multi_hot"):
+            columns = [check_multi_hot(labels, num_labels)]
+        else:
+            columns = [check_labels(labels, num_labels)[:, None]]
         for factor in self.state["factors"][1:]:
-            codes = attributes.get(factor["name"], np.full(len(labels), -1))
-            columns.append(unknown_to_index(codes, factor["size"] - 1))
-        return np.stack(columns, axis=1)
+            codes = attributes.get(factor["name"], np.full(len(columns[0]), -1))
+            columns.append(unknown_to_index(codes, factor["size"] - 1)[:, None])
+        return np.concatenate(columns, axis=1)
 
     def row_weights(self, train: ImageSet) -> np.ndarray:
-        if not self.params["class_balanced"]:
+        if not self.params["class_balanced"] or train.multilabel:
             return np.ones(len(train))
         counts = np.bincount(train.labels, minlength=train.num_classes)
         return 1.0 / counts[train.labels]
