@@ -1,24 +1,40 @@
-"""`harness leaderboard RUN_DIR`: tables of methods x metrics, mean ± sd over seeds."""
+"""`harness leaderboard RUN_DIR`: tables of methods x metrics, mean ± sd over seeds, with
+significance markers against the real-only baseline; `--merge` adds other runs' records."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from harness.leaderboard import load_summary, render
+from harness.leaderboard import LEADERBOARD_B, TESTS, load_summary, render
+from harness.stats import CORRECTIONS
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("leaderboard", help="print the leaderboard of a run")
+    p = subparsers.add_parser("leaderboard", help="print the leaderboard of a run",
+                              description="Methods x metrics per (dataset, scenario, classifier, split): mean ± sd "
+                                          "over seeds, ▲/▼ where a method differs significantly from the real-only "
+                                          "baseline. How to read it: docs/leaderboards.md.")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("--merge", action="append", type=Path, default=[], metavar="PATH",
+                   help="also include the records of this run folder or results.jsonl (repeatable); where both "
+                        "have a record of the same cell, seed and split, RUN_DIR's wins")
     p.add_argument("--format", choices=["md", "csv", "html"], default="md")
     p.add_argument("--scale", choices=["fraction", "pct"], default="fraction",
                    help="pct shows scale-dependent metrics x100 (FairGen's tables)")
+    p.add_argument("--significance", choices=TESTS, default="bootstrap",
+                   help="paired test against the 'none' generator of each table from the stored predictions: "
+                        "bootstrap over test samples (default), paired-t or wilcoxon over seeds, none (fastest)")
+    p.add_argument("--correction", choices=sorted(CORRECTIONS), default="holm",
+                   help="multiplicity correction over all tests of one table (default holm)")
+    p.add_argument("--bootstrap-b", type=int, default=LEADERBOARD_B, metavar="B",
+                   help=f"bootstrap resamples per method (default {LEADERBOARD_B}; cost grows linearly)")
     p.add_argument("--output", type=Path, help="write to this file instead of stdout")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    text = render(load_summary(args.run_dir), args.format, args.scale)
+    summary = load_summary(args.run_dir, args.merge, args.significance, args.correction, args.bootstrap_b)
+    text = render(summary, args.format, args.scale)
     if args.output:
         args.output.write_text(text)
     else:
