@@ -190,8 +190,8 @@ def test_fairdiffusion_and_skindiff_samples_carry_class_and_tone():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "scripts" / "check_sd_conditioning.py"
-    spec = importlib.util.spec_from_file_location("check_sd_conditioning", path)
+    path = Path(__file__).parents[1] / "scripts" / "check_later_conditioning.py"
+    spec = importlib.util.spec_from_file_location("check_later_conditioning", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     results = script.check(["fairdiffusion", "skindiff"])
