@@ -5,13 +5,16 @@ dermatology set, one per seed, so no cell reuses another's artifacts. The shared
 split is computed once beforehand and copied into each executor's fresh cache; each torch
 process uses one thread (what the process executor gives each worker), so the ratio measures
 how the executor spreads cells over cores, not intra-op threading. Prints the wall times and
-the ratio; `--load` shows the machine's load average, which depresses the ratio on a shared CPU.
+the ratio, next to the machine's own ceiling right now: the same ratio for a pure-Python loop
+in two forked processes (on a shared, loaded CPU this is far below 2x, and no executor can
+beat it).
 
     .venv/bin/python scripts/bench_executors.py [--cells 8] [--epochs 5] [--workers 2]
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -40,6 +43,25 @@ name = "none"
 name = "small_cnn"
 params = {{ epochs = {epochs} }}
 """
+
+
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def parallel_ceiling(n: int = 20_000_000) -> float:
+    """Serial time over 2-process time for pure computation: what the CPU gives a second process now."""
+    started = time.perf_counter()
+    _spin(n), _spin(n)
+    serial = time.perf_counter() - started
+    with multiprocessing.get_context("fork").Pool(2) as pool:  # children run only _spin
+        started = time.perf_counter()
+        pool.map(_spin, [n, n])
+        parallel = time.perf_counter() - started
+    return serial / parallel
 
 
 def timed_run(grid_file: Path, work: Path, warm_cache: Path, executor: str, workers: int) -> float:
@@ -73,13 +95,16 @@ def main() -> None:
             if stage.name != "splits":
                 shutil.rmtree(stage)
         load_before = os.getloadavg()
+        ceiling_before = parallel_ceiling()
         serial = timed_run(grid_file, work, warm_cache, "serial", 1)
         parallel = timed_run(grid_file, work, warm_cache, "process", args.workers)
         load_after = os.getloadavg()
+        ceiling_after = parallel_ceiling()
     print(f"{args.cells} independent cells (derm cpu, real-only, small_cnn {args.epochs} epochs), "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
     print(f"serial: {serial:.1f} s   process x{args.workers}: {parallel:.1f} s   "
           f"speed-up: {serial / parallel:.2f}x")
+    print(f"the CPU's own 2-process ceiling (pure-Python loop): {ceiling_before:.2f}x before, {ceiling_after:.2f}x after")
 
 
 if __name__ == "__main__":
