@@ -146,7 +146,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, sd (ddof=1) and seed count per (table, method) and metric, plus the feature
     extractor and sizes behind the fidelity metrics when the records have them."""
     metrics = metric_columns(frame)
-    grouped = frame.groupby(TABLE_KEYS + ["method"], sort=False)
+    # tables in order of first appearance, then methods: merged sources interleave like one run
+    frame = frame.assign(table_order=frame.groupby(TABLE_KEYS, sort=False).ngroup())
+    grouped = frame.groupby(["table_order"] + TABLE_KEYS + ["method"], sort=False)
     columns = {"n_seeds": grouped.size()}
     for name in metrics:
         columns[f"{name}_mean"] = grouped[name].mean()
@@ -154,7 +156,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     if frame["fidelity_extractor"].notna().any():
         for column in ("fidelity_extractor", "fidelity_n"):
             columns[column] = grouped[column].agg(lambda values: " | ".join(sorted(set(values.dropna()))) or None)
-    return pd.concat(columns, axis=1).reset_index()
+    summary = pd.concat(columns, axis=1).reset_index().sort_values("table_order", kind="stable")
+    return summary.drop(columns="table_order").reset_index(drop=True).copy()  # copy: one block per dtype
 
 
 def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = "none", correction: str = "holm",
