@@ -89,3 +89,14 @@ def test_an_entry_can_be_limited_to_some_scenarios():
         parse_grid(TINY_GRID.replace('name = "oversample"', 'name = "oversample"\nscenarioz = ["cap100"]'))
     with pytest.raises(ConfigError, match="not in the grid's scenarios"):
         parse_grid(TINY_GRID.replace('name = "oversample"', 'name = "oversample"\nscenarios = ["cap10"]'))
+
+
+@pytest.mark.parametrize("name", ["smoke", "standard", "standard-covid", "paper"])
+def test_every_shipped_grid_names_real_plugins_parameters_and_scenarios(name):
+    from harness.registry import Registry
+    from harness.runner import check_grid
+
+    grid = load_grid(name)
+    registry = Registry()
+    check_grid(grid, registry)
+    assert grid.cells(lambda s: registry.get("generator", s.name).cls.produces_images)
