@@ -27,9 +27,11 @@ from harness.significance import ALPHA, BASELINE, marker, prediction_metrics
 TABLE_KEYS = ["dataset", "scenario", "classifier", "split"]
 ARROW = {HIGHER: "↑", "lower": "↓"}
 TESTS = ("bootstrap", "paired-t", "wilcoxon", "none")
-# Resamples per method for the leaderboard's bootstrap: its p comes from the bootstrap standard
-# error (not from counting resamples), so a few hundred suffice and ~50 rows take seconds.
+# Resamples per method for the leaderboard's bootstrap. Its p comes from the bootstrap standard
+# error, not from counting resamples, so 50 estimate the SE within ~10% and keep ~50 rows at
+# seconds of CPU (docs/leaderboards.md); publish with more.
 LEADERBOARD_B = 50
+Z_975 = float(sps.norm.ppf(0.975))
 TEST_NAMES = {"bootstrap": "paired bootstrap", "paired-t": "paired t over seeds", "wilcoxon": "Wilcoxon over seeds"}
 
 
@@ -167,7 +169,8 @@ def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = 
     rows = load_records(Path(run_dir), merge)
     frame = records_frame(rows)
     if frame.empty:
-        raise FileNotFoundError(f"no successful result records in {Path(run_dir) / records.RESULTS}; run `harness run` first")
+        raise FileNotFoundError(f"no successful result records in {Path(run_dir) / records.RESULTS}; "
+                                "run `harness run` first")
     summary = summarise(frame)
     if significance == "none":
         return summary
@@ -211,7 +214,8 @@ def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: s
                               shared_resamples, tuple(seeds), label)
             entry = dict(zip(TABLE_KEYS, keys), method=method, n_pairs=len(seeds))
             for m in metrics:
-                entry[f"{m}_diff"], entry[f"{m}_p"] = (result[m].diff, result[m].p) if m in result else (math.nan, math.nan)
+                paired = result.get(m, stats.Paired(math.nan, math.nan))
+                entry[f"{m}_diff"], entry[f"{m}_p"] = paired.diff, paired.p
             entries.append(entry)
         if entries:
             raw = np.array([[e[f"{m}_p"] for m in metrics] for e in entries], dtype=float)
@@ -255,7 +259,7 @@ def bootstrap_z(observed: float, diffs: np.ndarray) -> stats.Paired:
         p = 1.0 if observed == 0 else 0.0
     else:
         p = float(2 * sps.norm.sf(abs(observed) / se))
-    return stats.Paired(observed, p, observed - 1.959964 * se, observed + 1.959964 * se, "bootstrap-z")
+    return stats.Paired(observed, p, observed - Z_975 * se, observed + Z_975 * se, "bootstrap-z")
 
 
 # ---- rendering ----
@@ -284,9 +288,9 @@ def _title(keys: tuple, table: pd.DataFrame, metrics: list[str], scale: str) -> 
     elif "p_test" in table:
         notes.append(f"no significance markers: no '{BASELINE}' baseline with shared seeds in this table")
     fidelity_shown = any(METRICS[m].source == "fidelity" and table[f"{m}_mean"].notna().any() for m in metrics)
-    if fidelity_shown and "fidelity_extractor" in table:
+    if fidelity_shown:
         for column, what in (("fidelity_extractor", "FID/KID features"), ("fidelity_n", "n")):
-            values = sorted(set(table[column].dropna()))
+            values = sorted(set(table[column].dropna())) if column in table else []
             notes.append(f"{what}: {' | '.join(values) if values else 'not recorded'}")
     header = ", ".join(f"{k}={v}" for k, v in zip(TABLE_KEYS, keys))
     return f"{header} ({'; '.join(notes)})"
