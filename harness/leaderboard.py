@@ -198,7 +198,7 @@ def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: s
     """
     if test not in TESTS[:-1]:
         raise ValueError(f"unknown significance test '{test}'; choose one of {TESTS}")
-    metrics = prediction_metrics(list(frame.columns))
+    metrics = prediction_metrics(metric_columns(frame))
     out = []
     for keys, table in frame.groupby(TABLE_KEYS, sort=False):
         base_rows = table[table["generator"] == baseline]
