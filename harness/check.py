@@ -41,7 +41,7 @@ def check(run_dir: Path, baseline_csv: Path, overrides: dict[str, float] | None 
     missing_keys = [k for k in ROW_KEYS if k not in baseline.columns]
     if missing_keys:
         raise ValueError(f"{baseline_csv} lacks columns {missing_keys}; write it with `harness leaderboard RUN --format csv`")
-    current = load_summary(run_dir).astype({k: str for k in ROW_KEYS})
+    current = load_summary(run_dir).astype({k: str for k in ROW_KEYS}).copy()
     merged = baseline.merge(current, on=ROW_KEYS, how="left", suffixes=("_base", ""), indicator=True)
     violations, compared = [], 0
     metrics = [c[:-5] for c in baseline.columns if c.endswith("_mean") and c[:-5] in METRICS]
