@@ -61,6 +61,24 @@ def check(generator_names: list[str], per_cell: int = 20, seed: int = 0) -> dict
     return results
 
 
+def skindiff_sweep(settings: list[tuple[float, float, str]], per_cell: int = 20, seed: int = 0) -> dict[str, dict]:
+    """One cpu skindiff fit, sampled at each (strength, guidance_scale, source_group)."""
+    torch.set_num_threads(1)
+    registry = Registry()
+    train = registry.create("dataset", "derm", {"config": "cpu"}).load(seed).train
+    judge = base.train_judge(train, seed + 1)
+    labels, tones = base.every_cell(train.num_classes, len(train.attribute_vocab[ATTRIBUTE]), per_cell)
+    generator = registry.create("generator", "skindiff", {"config": "cpu"})
+    generator.fit(train, seed)
+    results = {}
+    for strength, guidance, source_group in settings:
+        generator.params.update(strength=strength, guidance_scale=guidance, source_group=source_group)
+        images = generator.sample(labels, {ATTRIBUTE: tones}, seed + 2)
+        results[f"strength={strength} guidance={guidance} sources={source_group}"] = judged(judge, images, labels, tones)
+        print(json.dumps(results), flush=True)
+    return results
+
+
 def _sources(generator, labels: np.ndarray, tones: np.ndarray, seed: int) -> np.ndarray:
     """The images skindiff's sample() starts from for these requests (same seed, same picks)."""
     from plugins.generators.skindiff import pick_sources
@@ -77,9 +95,15 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--sweep", action="store_true", help="skindiff only: one fit, img2img at several settings")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    results = check(args.generators, args.per_cell, args.seed)
+    if args.sweep:
+        settings = [(0.5, 2.0, "majority"), (0.75, 2.0, "majority"), (0.9, 4.0, "majority"), (1.0, 3.0, "majority"),
+                    (0.5, 2.0, "same")]
+        results = skindiff_sweep(settings, args.per_cell, args.seed)
+    else:
+        results = check(args.generators, args.per_cell, args.seed)
     print(json.dumps(results, indent=1))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))

@@ -69,15 +69,16 @@ class SkinDiff(StableDiffusionFinetune):
         "prompt_template": "An image of {label} on the skin of {skin_tone} individual",  # {label} = the class token
         "attribute": "skin_tone",  # the attribute that img2img retargets
         "token_init": "skin",
-        "lora_rank": 8,
-        "strength": 0.5,
-        "guidance_scale": 2.0,
+        # cpu values (the defaults, as in sd): the tiny UNet starts from random weights, so it is trained
+        # whole (LoRA alone cannot learn images from scratch); at 16 px img2img keeps the source's skin
+        # colour up to strength 0.75, so retargeting needs 0.9 (docs/generators_later.md, measured)
+        "lora_rank": 0,
+        "strength": 0.9,
+        "guidance_scale": 4.0,
         "images_per_source": 5,
         "source_group": "majority",  # majority | same | any: which training images of the class are sources
     }
-    #: cpu: the tiny UNet starts from random weights, so it is trained whole (LoRA alone cannot learn
-    #: images from scratch); the paper's LoRA path is the same code with lora_rank = 8
-    configs: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {"lora_rank": 0}, "paper": PAPER_SKINDIFF}
+    configs: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {}, "paper": PAPER_SKINDIFF}
 
     def _check_params(self) -> None:
         super()._check_params()
