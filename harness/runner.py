@@ -380,7 +380,7 @@ def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: 
         fit_s = time.perf_counter() - started
         for name, split in eval_splits.items():
             proba = classifier.predict_proba(split)
-            _check_proba(proba, len(split), train.num_classes)
+            _check_proba(proba, len(split), train.num_classes, train.multilabel)
             np.save(tmp / f"proba_{name}.npy", np.asarray(proba, dtype=np.float64))
         return {"fit_s": round(fit_s, 3), "peak_rss_mb": _peak_rss_mb(), "n_train": len(train)}
 
@@ -413,14 +413,17 @@ def _fidelity(cache: Cache, ctx: RunContext, cell: Cell, synthetic_key: str, spl
     return out
 
 
-def _check_proba(proba: Any, n: int, k: int) -> None:
+def _check_proba(proba: Any, n: int, k: int, multilabel: bool = False) -> None:
+    """(N, K) finite probabilities; rows sum to 1 unless labels are multi-hot (one per label)."""
     if not isinstance(proba, np.ndarray):
         raise PluginOutputError(f"predict_proba() must return a numpy array, got {type(proba).__name__}")
     if proba.shape != (n, k):
         raise PluginOutputError(f"predict_proba() returned shape {proba.shape}; expected {(n, k)} (N images, K classes)")
     if not np.all(np.isfinite(proba)):
         raise PluginOutputError(f"predict_proba() returned {int(np.sum(~np.isfinite(proba)))} NaN/inf values")
-    if np.any(proba < -1e-6) or np.any(np.abs(proba.sum(axis=1) - 1) > 1e-3):
+    if np.any(proba < -1e-6) or np.any(proba > 1 + 1e-6):
+        raise PluginOutputError("predict_proba() values must be probabilities in [0, 1]")
+    if not multilabel and np.any(np.abs(proba.sum(axis=1) - 1) > 1e-3):
         raise PluginOutputError("predict_proba() rows must be probabilities in [0, 1] that sum to 1")
 
 
