@@ -108,6 +108,9 @@ class Generator(PluginBase):
 
     kind = "generator"
     produces_images: ClassVar[bool] = True
+    #: parameters this method asks of the cell's classifier (FairGen: {"group_reweighting":
+    #: "inverse_performance"}); applied where the classifier has the key and the grid left it unset
+    classifier_params: ClassVar[dict[str, Any]] = {}
 
     def fit(self, train: ImageSet, seed: int, unlabeled: ImageSet | None = None) -> None:
         raise NotImplementedError

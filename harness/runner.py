@@ -368,7 +368,13 @@ def _check_images(images: Any, n: int, shape: tuple[int, int, int]) -> None:
 
 def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: tuple, train: ImageSet,
              splits: Splits, ctx: RunContext) -> dict[str, np.ndarray]:
-    classifier = _create(registry, "classifier", cell.classifier, ctx.device)
+    classifier_cls = registry.get("classifier", cell.classifier.name).cls
+    # a method may ask something of the downstream classifier (FairGen: group reweighting); it
+    # applies where the classifier takes that parameter and the grid did not set it
+    asked = registry.get("generator", cell.generator.name).cls.classifier_params
+    extra = {k: v for k, v in asked.items() if k in classifier_cls.defaults and k not in cell.classifier.params}
+    spec = PluginSpec("classifier", cell.classifier.name, cell.classifier.label, {**cell.classifier.params, **extra})
+    classifier = _create(registry, "classifier", spec, ctx.device)
     seed = cell.seed("classifier")
     eval_splits = {name: s for name, s in splits.test_splits().items() if name in ctx.splits}
     key = stable_hash("predictions", mode, upstream, classifier.name, classifier.version, classifier.params, seed,
@@ -386,7 +392,7 @@ def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: 
 
     path, meta = cache.get_or_compute("predictions", key, compute)
     out = {name: np.load(path / f"proba_{name}.npy", allow_pickle=False) for name in eval_splits}
-    out["__info__"] = {**meta["info"], "predictions_key": key}
+    out["__info__"] = {**meta["info"], "predictions_key": key, "classifier": _plugin_meta(classifier)}
     return out
 
 
@@ -457,7 +463,7 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
             "cell_id": cell.id, "cell_key": cell.key, "seed_index": cell.seed_index, "split": split_name,
             "status": "ok", "spec": cell.spec(),
             "seeds": {stage: cell.seed(stage) for stage in ("scenario", "generator", "sampling", "classifier")},
-            "plugins": {"dataset": _plugin_meta(dataset), "attribute": attribute,
+            "plugins": {"dataset": _plugin_meta(dataset), "classifier": info["classifier"], "attribute": attribute,
                         "label_names": dataset.label_names},
             "metrics": {name: v.value for name, v in values.items()},
             "nan_reasons": {name: v.reason for name, v in values.items() if v.reason},

@@ -127,3 +127,19 @@ def test_two_runs_cannot_write_one_run_folder(tiny_grid, tmp_path, toy_plugins):
     with FileLock(str(tmp_path / "run" / ".run.lock")):  # as a concurrent `harness run` holds it
         with pytest.raises(ConfigError, match="another `harness run` is writing"):
             _run(tiny_grid, tmp_path, toy_plugins)
+
+
+def test_a_method_can_ask_the_classifier_for_a_parameter(tiny_grid, tmp_path, toy_plugins):
+    """As FairGen asks for inverse-performance reweighting: applied only where the classifier
+    takes the parameter, and never over what the grid set."""
+    tiny_grid.write_text(tiny_grid.read_text().replace('name = "noisy_copy"', 'name = "asks_classifier"'))
+    summary = _run(tiny_grid, tmp_path, toy_plugins)
+    assert summary.failed == []
+    rows = records.load(summary.run_dir)
+    asked = [r for r in rows if r["spec"]["generator"]["name"] == "asks_classifier"]
+    others = [r for r in rows if r["spec"]["generator"]["name"] != "asks_classifier"]
+    assert {r["plugins"]["classifier"]["params"]["temperature"] for r in asked} == {5.0}
+    assert {r["plugins"]["classifier"]["params"]["temperature"] for r in others} == {50.0}
+    tiny_grid.write_text(tiny_grid.read_text().replace('name = "centroid"', 'name = "centroid"\nparams = { temperature = 7.0 }'))
+    rows = records.load(_run(tiny_grid, tmp_path, toy_plugins, out="run2").run_dir)
+    assert {r["plugins"]["classifier"]["params"]["temperature"] for r in rows} == {7.0}
