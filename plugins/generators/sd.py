@@ -30,11 +30,15 @@ from diffusers import DDIMScheduler, DDPMScheduler, PNDMScheduler, StableDiffusi
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils import convert_state_dict_to_diffusers
+from diffusers.utils import logging as diffusers_logging
 
 from harness import ConfigError, DataError, Generator, ImageSet, hookimpl
 from plugins.generators._sd_parts import (PromptBook, check_distinct_ids, check_vae, encode_prompts,
                                           sd_noise_scheduler, tiny_text_encoder, tiny_unet, tiny_vae,
                                           to_model_pixels, to_uint8_images, train_vae, write_char_tokenizer)
+
+# the harness draws its own progress bar; diffusers' per-pipeline bars would flood the terminal
+diffusers_logging.disable_progress_bar()
 
 #: sampling schedulers with Stable Diffusion's settings for them
 SAMPLERS = {"ddim": (DDIMScheduler, {"set_alpha_to_one": False}), "pndm": (PNDMScheduler, {"skip_prk_steps": True})}
