@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -48,3 +49,13 @@ def tiny_grid(tmp_path: Path) -> Path:
 @pytest.fixture
 def toy_plugins() -> str:
     return str(TOY_PLUGINS)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core CPU: one torch thread avoids oversubscription, which made
+    small convolutions several times slower with two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -28,17 +28,11 @@ def toy_set(n: int = 24, channels: int = 3, height: int = 12, width: int = 10, s
 REQUEST = (np.array([0, 1, 2, 2]), {"tone": np.array([0, 1, -1, 1]), "sex": np.array([1, 0, 1, 0])})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two OpenMP threads on a shared, oversubscribed CPU run tiny convolutions 40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def fitted(one_thread) -> dict[str, object]:
+def fitted(one_torch_thread) -> dict[str, object]:
     """One tiny fitted generator per method (with unlabeled images), shared to keep the file fast."""
     generators = {cls.name: cls(**TINY) for cls in (ClassConditionalDDPM, MeDi, CBDM)}
     for generator in generators.values():

@@ -12,12 +12,7 @@ from harness.sampling import SamplingSpec, plan_requests
 from plugins.datasets.cxr import CLASSES, ChestXray
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from sd_toys import save_tiny_sd_checkpoint
 import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
@@ -16,8 +17,7 @@ from PIL import Image
 from harness import ConfigError
 from harness.registry import Registry
 from plugins.datasets.derm import Derm
-from plugins.generators._sd_parts import (PromptBook, check_distinct_ids, sd_noise_scheduler, tiny_text_encoder,
-                                          tiny_unet, tiny_vae, write_char_tokenizer)
+from plugins.generators._sd_parts import PromptBook, check_distinct_ids, write_char_tokenizer
 from plugins.generators.fairgen import (FairGen, class_diversity_loss, diffusion_dpo_loss, preference_loss,
                                         resampling_weights)
 from plugins.generators.sd import StableDiffusionFinetune
@@ -30,13 +30,7 @@ def fast(**changes):
     return {**FAST, **changes}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids oversubscription on a shared machine (several times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +40,7 @@ def train():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A tiny StableDiffusionPipeline saved to disk, standing in for CompVis/stable-diffusion-v1-4."""
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny-sd")
-    tokenizer = write_char_tokenizer(directory / "chars", 48)
-    pipe = StableDiffusionPipeline(vae=tiny_vae([16, 32], 16), text_encoder=tiny_text_encoder(len(tokenizer), 48, 32, 2),
-                                   tokenizer=tokenizer, unet=tiny_unet([32, 64], 8, 32), scheduler=sd_noise_scheduler(),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(directory / "sd", safe_serialization=True)
-    return directory / "sd"
+    return save_tiny_sd_checkpoint(tmp_path_factory.mktemp("tiny-sd"))
 
 
 # -- resampling ------------------------------------------------------------------------------------
