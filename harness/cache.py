@@ -42,10 +42,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-class CorruptArtifact(RuntimeError):
-    """An artifact failed verification (kept for callers that check one artifact by hand)."""
-
-
 class Cache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)

@@ -8,13 +8,12 @@ import argparse
 import importlib
 import sys
 
-from harness.cache import CorruptArtifact
 from harness.contracts import ConfigError
 from harness.data import DataError
 from harness.registry import PluginError
 
 VERBS = ("run", "ls", "leaderboard", "check", "validate_plugin", "describe", "report", "compare", "baseline")
-USER_ERRORS = (ConfigError, PluginError, DataError, FileNotFoundError, CorruptArtifact, ValueError, KeyError)
+USER_ERRORS = (ConfigError, PluginError, DataError, FileNotFoundError, ValueError, KeyError)
 
 
 def build_parser() -> argparse.ArgumentParser:
