@@ -2,6 +2,8 @@
 
     name = "smoke"
     seeds = 2                   # replicates per cell
+    generator_seeds = 1         # optional: scenario cuts, generator fits and samples per cell (<= seeds);
+                                # the seeds cycle through them (default: one per seed)
     splits = ["test"]           # real test splits to evaluate
     cas = false                 # also train on synthetic only and report `cas`
     fidelity = false            # FID/KID (overall and per group) of each synthetic set
@@ -40,7 +42,7 @@ from harness.cache import stable_hash
 from harness.contracts import ConfigError
 from harness.sampling import SamplingSpec
 
-TOP_KEYS = {"name": str, "description": str, "seeds": int, "splits": list, "cas": bool, "min_group_n": int,
+TOP_KEYS = {"name": str, "description": str, "seeds": int, "generator_seeds": int, "splits": list, "cas": bool, "min_group_n": int,
             "fidelity": bool, "feature_extractor": str, "fid_draws": int,
             "dataset": list, "generator": list, "sampling": list, "classifier": list}
 PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
@@ -75,6 +77,7 @@ class Cell:
     sampling: SamplingSpec | None
     classifier: PluginSpec
     seed_index: int
+    generator_seeds: int = 0  # 0: every seed has its own scenario cut, generator fit and samples
 
     @property
     def id(self) -> str:
@@ -84,7 +87,8 @@ class Cell:
     def spec(self) -> dict[str, Any]:
         return {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "generator": self.generator.as_dict(),
                 "sampling": self.sampling.as_dict() if self.sampling else None,
-                "classifier": self.classifier.as_dict(), "seed_index": self.seed_index}
+                "classifier": self.classifier.as_dict(), "seed_index": self.seed_index,
+                **({"generator_seeds": self.generator_seeds} if self.generator_seeds else {})}
 
     @property
     def key(self) -> str:
@@ -92,8 +96,13 @@ class Cell:
 
     # Seeds per stage, derived from exactly what the stage depends on (common random numbers:
     # every generator sees the same skewed split, every method the same classifier seed).
+    # With generator_seeds = g, seed i reuses the cut, fit and samples of replicate i mod g, so the
+    # seeds beyond g vary only the classifier (a cheaper grid, with a narrower spread).
     def seed(self, stage: str) -> int:
-        parts: dict[str, Any] = {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "seed_index": self.seed_index}
+        replicate = self.seed_index
+        if self.generator_seeds and stage in ("scenario", "generator", "sampling"):
+            replicate = self.seed_index % self.generator_seeds
+        parts: dict[str, Any] = {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "seed_index": replicate}
         if stage in ("generator", "sampling"):
             parts["generator"] = self.generator.as_dict()
         if stage == "sampling":
@@ -119,6 +128,7 @@ class Grid:
     fidelity: bool = False  # FID/KID per group of each synthetic set against the real test split
     feature_extractor: str = ""  # "" = the default for this machine (small CNN on CPU)
     fid_draws: int = 3
+    generator_seeds: int = 0  # 0: one per seed
 
     def cells(self, produces_images: Callable[[PluginSpec], bool],
               only: dict[str, list[str]] | None = None) -> list[Cell]:
@@ -131,7 +141,8 @@ class Grid:
                     for sampling in samplings:
                         for classifier in self.classifiers:
                             for seed_index in range(self.seeds):
-                                cell = Cell(dataset, scenario, generator, sampling, classifier, seed_index)
+                                cell = Cell(dataset, scenario, generator, sampling, classifier, seed_index,
+                                            self.generator_seeds)
                                 if _selected(cell, only or {}) and all(
                                         spec.runs_on(dataset.label, scenario) for spec in (generator, classifier)):
                                     cells.append(cell)
@@ -190,6 +201,9 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     seeds = data.get("seeds", 3)
     if seeds < 1:
         raise ConfigError(f"{source}: key 'seeds' must be >= 1, got {seeds}")
+    generator_seeds = data.get("generator_seeds", 0)
+    if "generator_seeds" in data and not 1 <= generator_seeds <= seeds:
+        raise ConfigError(f"{source}: key 'generator_seeds' must be between 1 and seeds ({seeds}), got {generator_seeds}")
     splits = data.get("splits", ["test"])
     if not splits or any(s not in ("test", "test_ood") for s in splits):
         raise ConfigError(f"{source}: key 'splits' must list 'test' and/or 'test_ood', got {splits}")
@@ -236,7 +250,8 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         raise ConfigError(f"{source}: key 'fid_draws' must be >= 1")
     return Grid(data.get("name", Path(source).stem), source, text, seeds, list(splits), data.get("cas", False),
                 data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
-                data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3))
+                data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
+                generator_seeds if generator_seeds != seeds else 0)
 
 
 def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:

@@ -121,6 +121,22 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
         run_lock.release()
 
 
+def schedule(cells: list[Cell], registry: Registry) -> list[Cell]:
+    """Order cells for parallel workers: first one cell per generator fit (so that workers train
+    different generators instead of one waiting on another's cache lock), then the cells without
+    a fit, then the cells that reuse a fit. Grid order within each wave; results do not depend on it."""
+    seen: set[str] = set()
+    waves: tuple[list[Cell], list[Cell], list[Cell]] = ([], [], [])
+    for cell in cells:
+        if not registry.get("generator", cell.generator.name).cls.produces_images:
+            waves[1].append(cell)
+            continue
+        fit = stable_hash(cell.dataset.as_dict(), cell.scenario, cell.generator.as_dict(), cell.seed("generator"))
+        waves[0 if fit not in seen else 2].append(cell)
+        seen.add(fit)
+    return [cell for wave in waves for cell in wave]
+
+
 def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, registry: Registry, cells: list[Cell],
                executor: str, workers: int, only: dict | None, exit_on_error: bool, device: str, retries: int,
                address: str | None, started: float) -> RunSummary:
@@ -133,7 +149,7 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
     existing = records.load(run_dir)
     done = {r["cell_key"] for r in existing if r.get("status") == "ok"}
     kept = [r for r in existing if r.get("status") == "ok"]  # failed cells are retried
-    todo = [c for c in cells if c.key not in done]
+    todo = schedule([c for c in cells if c.key not in done], registry)
     summary = RunSummary(run_dir, len(cells), 0, len(cells) - len(todo))
     if summary.reused:
         progress.info(f"resuming: {summary.reused} of {len(cells)} cells already in {run_dir / records.RESULTS}")

@@ -1,6 +1,8 @@
 """Grid files: parsing, clear errors, expansion and seed derivation."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.contracts import ConfigError
@@ -100,3 +102,30 @@ def test_every_shipped_grid_names_real_plugins_parameters_and_scenarios(name):
     registry = Registry()
     check_grid(grid, registry)
     assert grid.cells(lambda s: registry.get("generator", s.name).cls.produces_images)
+
+
+def test_generator_seeds_share_one_fit_across_classifier_seeds():
+    plain = parse_grid(TINY_GRID.replace("seeds = 2", "seeds = 3")).cells(produces_images)
+    shared = parse_grid(TINY_GRID.replace("seeds = 2", "seeds = 3\ngenerator_seeds = 1")).cells(produces_images)
+    copies = [c for c in shared if c.scenario == "cap100" and c.generator.name == "noisy_copy"]
+    assert [c.seed_index for c in copies] == [0, 1, 2]
+    for stage in ("scenario", "generator", "sampling"):
+        assert len({c.seed(stage) for c in copies}) == 1, stage
+    assert len({c.seed("classifier") for c in copies}) == 3
+    # seed 0 is the same experiment either way; the cell keys differ, so records never mix
+    assert copies[0].seed("generator") == next(c for c in plain if c.id == copies[0].id).seed("generator")
+    assert {c.key for c in shared}.isdisjoint({c.key for c in plain})
+    with pytest.raises(ConfigError, match="'generator_seeds' must be between 1 and seeds"):
+        parse_grid(TINY_GRID.replace("seeds = 2", "seeds = 2\ngenerator_seeds = 5"))
+
+
+def test_schedule_starts_every_generator_fit_before_reusing_one():
+    from harness.registry import Registry
+    from harness.runner import schedule
+    registry = Registry(plugin_files=[str(Path(__file__).parent / "fixtures" / "toy_plugins.py")])
+    cells = parse_grid(TINY_GRID.replace("seeds = 2", "seeds = 3\ngenerator_seeds = 1")).cells(produces_images)
+    ordered = schedule(cells, registry)
+    assert sorted(c.key for c in ordered) == sorted(c.key for c in cells)
+    fits = [(c.scenario, c.generator.name) for c in ordered if c.generator.name != "none"]
+    first_wave = fits[:len(set(fits))]
+    assert len(set(first_wave)) == len(first_wave)  # one cell per distinct fit comes first
