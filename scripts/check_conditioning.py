@@ -5,7 +5,7 @@ Trains each generator in its cpu config on the embedded default dataset "derm" (
 probes trained on REAL images judge the samples: how often a sample is classified as the
 requested class and as the requested skin tone, against chance. For every generator it also
 reports the tone distribution of its samples, which for the class-only DDPM should follow the
-training data rather than the request.
+training data rather than the request, and whether its tone depends on the requested tone.
 
     .venv/bin/python scripts/check_conditioning.py --generators ddpm medi cbdm --out results/
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import chi2_contingency
 from torch import nn
 
 from harness import ImageSet
@@ -92,7 +93,16 @@ def check_generator(name: str, splits, probes: dict[str, Probe], n_samples: int,
         "train_tone_distribution": distribution(train.attributes[ATTRIBUTE], tones),
         "train_tone_distribution_predicted": distribution(real_tone, tones),
         "tone_tv_to_train_predicted": float(0.5 * np.abs(np.subtract(sample_tones, distribution(real_tone, tones))).sum()),
+        # does the sample's tone depend on the requested tone at all? (chi-square test of independence)
+        "tone_request_p": request_dependence_p(attributes[ATTRIBUTE], predicted_tone, tones),
     }
+
+
+def request_dependence_p(requested: np.ndarray, predicted: np.ndarray, size: int) -> float:
+    table = np.zeros((size, size))
+    np.add.at(table, (requested, predicted), 1)
+    table = table[:, table.sum(0) > 0]  # a tone never predicted has no expected count
+    return float(chi2_contingency(table).pvalue) if table.shape[1] > 1 else 1.0
 
 
 def fit_probes(splits, seed: int) -> tuple[dict[str, Probe], dict[str, float]]:

@@ -43,8 +43,8 @@ class CBDM(PixelDiffusionGenerator):
     defaults = {**COMMON_DEFAULTS, "batch_size": 64, "guidance_scale": 2.6, "attribute": "", "tau": 1.0,
                 "gamma": 0.25, "target": "empirical"}
     # defaults are the cpu config; paper: CBDM's CIFAR-100-LT settings (Ho et al.'s UNet, lr 2e-4,
-    # warmup 5000, EMA 0.9999); their sampler is 1000-step ancestral DDPM, here DDIM 100 steps
-    configs = {"cpu": {}, "paper": {**HO_CIFAR_PAPER, "guidance_scale": 2.6, "sample_steps": 100}}
+    # warmup 5000, EMA 0.9999); their sampler is 1000-step ancestral DDPM, here DDIM 100 steps with eta 1 (ancestral)
+    configs = {"cpu": {}, "paper": {**HO_CIFAR_PAPER, "guidance_scale": 2.6, "sample_steps": 100, "sample_eta": 1.0}}
 
     def fit(self, train: ImageSet, seed: int, unlabeled: ImageSet | None = None) -> None:
         if self.params["target"] not in ("empirical", "uniform"):

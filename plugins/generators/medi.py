@@ -31,6 +31,7 @@ MEDI_PAPER = {
     "weight_decay": 1e-6, "lr_schedule": "cosine", "warmup_steps": 30_000, "grad_clip": 1.0,
     "ema_decay": 0.9999, "ema_warmup": True, "ema_power": 0.75, "hflip": True,
     "p_uncond": 0.0, "guidance_scale": 1.0, "sample_steps": 100, "sample_batch_size": 128,
+    "sample_eta": 0.0,
 }
 
 
