@@ -70,12 +70,16 @@ def count_table(images: ImageSet, attribute: str, before: ImageSet | None = None
 
 
 def dataset_overview(datasets: list[type[Dataset]]) -> str:
-    """One row per dataset class: attributes, classes, default sizes and scenario names (nothing is loaded)."""
+    """One row per dataset class: attributes, classes, default sizes, options and scenario names (nothing is loaded)."""
     rows = []
     for cls in datasets:
         instance = cls()
         sizes = {k: v for k, v in cls.defaults.items() if k.startswith("n_") or k == "resolution"}
+        # parameters with a fixed set of values (subset, split_scheme) and second data folders (covid_root)
+        options = [f"{k}={cls.defaults[k]} ({'|'.join(map(str, v))})" for k, v in getattr(cls, "choices", {}).items()]
+        options += [f"{k} (a second data folder)" for k in cls.defaults if k.endswith("_root")]
         rows.append([cls.name, ", ".join(instance.sensitive_attributes), ", ".join(instance.label_names) or "(from data)",
-                     ", ".join(f"{k}={v}" for k, v in sizes.items()) or "(from data)",
+                     ", ".join([*(f"{k}={v}" for k, v in sizes.items()), *options]) or "(from data)",
                      ", ".join(instance.scenarios())])
-    return tabulate(rows, headers=["dataset", "attributes", "classes", "sizes", "scenarios"], maxcolwidths=[None, 24, 40, 30, 40])
+    return tabulate(rows, headers=["dataset", "attributes", "classes", "sizes, options", "scenarios"],
+                    maxcolwidths=[None, 24, 40, 30, 40])

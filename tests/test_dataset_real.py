@@ -1,5 +1,5 @@
 """Real-data loaders, each on a tiny fixture in its real on-disk layout written here; the COVID-19
-collection also on the real images in ../shared/data/covid-chestxray."""
+collection (alone and in FairGen's CheXpert combine) also on the real images in ../shared/data/covid-chestxray."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from PIL import Image
 from harness import DataError
 from plugins.datasets import _real
 from plugins.datasets.brain_real import Oasis1
-from plugins.datasets.chest_real import CheXpert, CovidChestXray
+from plugins.datasets.chest_real import CheXpert, CheXpertCombine, CovidChestXray
 from plugins.datasets.skin_real import Fitzpatrick17k, Ham10000
 from plugins.datasets.tissue_real import Camelyon17, TcgaUT
 
@@ -42,7 +42,7 @@ def loader(cls, root: Path, cache: Path, **params):
 
 
 def test_missing_root_says_where_to_get_the_data_and_the_layout(tmp_path):
-    for cls in (Fitzpatrick17k, Ham10000, CheXpert, CovidChestXray, Oasis1, Camelyon17):
+    for cls in (Fitzpatrick17k, Ham10000, CheXpert, CovidChestXray, Oasis1, Camelyon17, CheXpertCombine):
         with pytest.raises(DataError) as error:
             cls(root=str(tmp_path / "absent")).load(0)
         assert cls.source.split()[0] in str(error.value) and "layout" in str(error.value)
@@ -210,7 +210,7 @@ def test_oasis_slices_age_band_and_cdr(tmp_path):
         assert split.attributes["sex"].tolist() == [s % 2 for s in subject]
 
 
-def test_camelyon17_wilds_layout(tmp_path):
+def test_camelyon17_wilds_layout_split_by_patient(tmp_path):
     root = tmp_path / "camelyon17_v1.0"
     rows = []
     for i in range(15):
@@ -220,7 +220,7 @@ def test_camelyon17_wilds_layout(tmp_path):
         rows.append({"patient": patient, "node": node, "x_coord": x, "y_coord": y, "tumor": i % 2,
                      "slide": patient * 2 + node, "center": patient % 5, "split": 0})
     pd.DataFrame(rows).to_csv(root / "metadata.csv")
-    dataset = loader(Camelyon17, root, tmp_path / "cache")
+    dataset = loader(Camelyon17, root, tmp_path / "cache", split_scheme="patient")
     splits = check_splits(dataset, tmp_path / "cache", 3, 15)
     for split in splits.values():
         x = np.array([int(i.split("_x_")[1].split("_")[0]) // 100 for i in split.ids])
@@ -248,3 +248,161 @@ def test_tcga_ut_folders_barcodes_and_clinical(tmp_path):
         assert split.attributes["race"].tolist() == [[1, 0, -1, 1][c] for c in case]
     with pytest.raises(DataError, match="no attribute"):
         TcgaUT(attribute="age")
+
+
+# -- Fitzpatrick17k subsets -------------------------------------------------------------------------------
+
+SKINDIFF7 = ["basal cell carcinoma", "folliculitis", "nematode infection", "neutrophilic dermatoses",
+             "prurigo nodularis", "psoriasis", "squamous cell carcinoma"]
+
+
+def write_fitzpatrick_fixture(root: Path) -> pd.DataFrame:
+    """Two rows per label of skin-diff's 7 plus lichen planus (FairGen only) and acne (neither); one without image."""
+    rows = []
+    for i, label in enumerate([*SKINDIFF7, "lichen planus", "acne vulgaris"] * 2):
+        md5 = f"{i:032x}"
+        rows.append({"md5hash": md5, "fitzpatrick_scale": [1, 2, 3, 4, 5, 6, -1][i % 7], "fitzpatrick_centaur": 1,
+                     "label": label, "nine_partition_label": "inflammatory", "three_partition_label": "non-neoplastic",
+                     "qc": None, "url": f"https://example.org/{md5}.jpg", "url_alphanum": md5})
+        if i != 0:  # the first row's image was never downloaded: skipped
+            write_image(root / "images" / f"{md5}.jpg", 10 * i)
+    root.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(root / "fitzpatrick17k.csv", index=False)
+    return table.iloc[1:]
+
+
+def test_fitzpatrick_skindiff7_and_all_subsets(tmp_path):
+    root = tmp_path / "fitz"
+    rows = write_fitzpatrick_fixture(root)
+    dataset = loader(Fitzpatrick17k, root, tmp_path / "cache", subset="skindiff7")
+    assert dataset.label_names == SKINDIFF7
+    assert dataset.high_risk_classes == ["basal cell carcinoma", "squamous cell carcinoma"]
+    splits = check_splits(dataset, tmp_path / "cache", 3, 13)  # 2 x 7 rows, less the one without image
+    truth = {r.md5hash: (SKINDIFF7.index(r.label) if r.label in SKINDIFF7 else None,
+                         {1: 0, 2: 0, 3: 1, 4: 1, 5: 2, 6: 2}.get(r.fitzpatrick_scale, -1)) for r in rows.itertuples()}
+    for split in splits.values():
+        md5 = [i.split("/")[-1][:-4] for i in split.ids]
+        assert [(label, tone) for label, tone in zip(split.labels, split.attributes["skin_tone"])] == \
+            [truth[m] for m in md5]
+    everything = loader(Fitzpatrick17k, root, tmp_path / "cache_all", subset="all")
+    assert everything.label_names == []  # read with the data
+    splits = check_splits(everything, tmp_path / "cache_all", 3, 17)
+    assert splits["train"].label_names == sorted({*SKINDIFF7, "lichen planus", "acne vulgaris"})
+    with pytest.raises(DataError, match="unknown subset 'skindiff'.*skindiff7"):
+        Fitzpatrick17k(subset="skindiff")
+
+
+@pytest.mark.skipif(not FITZPATRICK_CSV.exists(), reason=f"the real Fitzpatrick17k CSV is not at {FITZPATRICK_CSV}")
+def test_skindiff7_labels_are_real_fitzpatrick_labels():
+    counts = pd.read_csv(FITZPATRICK_CSV)["label"].value_counts()
+    assert set(SKINDIFF7) <= set(counts.index)
+    assert counts[SKINDIFF7].sum() == 2835  # rows of the 7 conditions in the released CSV
+
+
+# -- FairGen's CheXpert combine -------------------------------------------------------------------------
+
+def write_chexpert_fixture(root: Path, findings: list[str], n: int = 12) -> Path:
+    """n frontal single-label rows cycling through findings, sexes "Female"/"Male", ages 20..64."""
+    rows = []
+    for i in range(n):
+        path = f"CheXpert-v1.0-small/train/patient{i:05d}/study1/view1_frontal.jpg"
+        write_image(root / path.split("/", 1)[1], 7 * i, mode="L")
+        row = {"Path": path, "Sex": ["Female", "Male"][i % 2], "Age": 20 + 4 * i, "Frontal/Lateral": "Frontal",
+               "AP/PA": "AP", "Cardiomegaly": None, **{f: None for f in findings}}
+        row[findings[i % len(findings)]] = 1.0
+        rows.append(row)
+    root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
+    return root
+
+
+FAIRGEN_CHEST = ["COVID-19", "Edema", "Lung Opacity", "No Finding", "Pleural Effusion"]
+
+
+def test_chexpert_combine_fixture_labels_sources_and_groups(tmp_path):
+    chexpert = write_chexpert_fixture(tmp_path / "CheXpert-v1.0-small", FAIRGEN_CHEST[1:])
+    covid = write_covid_fixture(tmp_path / "covid")
+    dataset = loader(CheXpertCombine, chexpert, tmp_path / "cache", covid_root=str(covid))
+    assert dataset.label_names == FAIRGEN_CHEST and dataset.high_risk_classes == ["COVID-19"]
+    # 12 CheXpert rows + the collection's COVID-19 (12) and No Finding (6); its 6 other pneumonias are left out
+    splits = check_splits(dataset, tmp_path / "cache", 1, 30)
+    for split in splits.values():
+        assert split.attribute_vocab == {"sex": ["female", "male"], "age": ["<40", "40-59", "60-79", "80+"],
+                                         "source": ["chexpert", "covid"]}
+        for sample, label, sex, source in zip(split.ids, split.labels, split.attributes["sex"],
+                                              split.attributes["source"]):
+            if "/patient" in sample:  # CheXpert: "Female"/"Male"
+                i = int(sample.split("/patient")[1][:5])
+                assert (label, sex, source) == (1 + i % 4, i % 2, 0)
+            else:  # the collection: "F"/"M"/unknown, COVID-19 or No Finding only
+                n = int(sample.split("images/x")[1].split(".")[0])
+                assert (label, sex, source) == ({0: 0, 2: 3, 3: 0}[n % 4], [1, 0, -1][n % 3], 1)
+    with pytest.raises(DataError, match="(?s)covid_root.*ieee8023"):
+        loader(CheXpertCombine, chexpert, tmp_path / "cache").load(0)
+
+
+@pytest.mark.skipif(not COVID.is_dir(), reason=f"the real COVID-19 collection is not at {COVID}")
+def test_chexpert_combine_with_the_real_covid_collection(tmp_path):
+    chexpert = write_chexpert_fixture(tmp_path / "CheXpert-v1.0-small", FAIRGEN_CHEST[1:], n=16)
+    dataset = CheXpertCombine(root=str(chexpert), covid_root=str(COVID), cache_dir=str(tmp_path / "cache"),
+                              resolution=16)
+    splits = dataset.load(0).validate()
+    labels = np.concatenate([s.labels for _, s in splits.items()])
+    source = np.concatenate([s.attributes["source"] for _, s in splits.items()])
+    assert (source == 0).sum() == 16 and (source == 1).sum() > 150
+    assert set(labels[source == 0]) == {1, 2, 3, 4} and set(labels[source == 1]) <= {0, 3}
+    assert (labels == 0).sum() > 150  # the collection's COVID-19 images
+    sex = np.concatenate([s.attributes["sex"] for _, s in splits.items()])
+    assert {0, 1} <= set(sex[source == 1])  # the collection's "F"/"M" read into the shared vocabulary
+
+
+# -- CAMELYON17: WILDS' official split ---------------------------------------------------------------------
+
+def write_wilds_camelyon(root: Path) -> pd.DataFrame:
+    """Two patients per center (0..4), three patches each; WILDS' metadata `split` = 1 on one patch of each
+    patient of the training centers (0, 3, 4), as its ID validation rows."""
+    rows = []
+    for center in range(5):
+        for k in range(2):
+            patient = 10 * center + k
+            for j in range(3):
+                x, y = 96 * j, 32 * center
+                write_image(root / "patches" / f"patient_{patient:03d}_node_{k}" /
+                            f"patch_patient_{patient:03d}_node_{k}_x_{x}_y_{y}.png", 12 * center + j)
+                rows.append({"patient": patient, "node": k, "x_coord": x, "y_coord": y, "tumor": j % 2,
+                             "slide": 2 * patient + k, "center": center,
+                             "split": int(j == 2 and center in (0, 3, 4))})
+    table = pd.DataFrame(rows)
+    table.to_csv(root / "metadata.csv")  # WILDS writes its index as the first, unnamed column
+    return table
+
+
+def test_camelyon17_official_wilds_split_gives_test_ood(tmp_path):
+    root = tmp_path / "camelyon17_v1.0"
+    write_wilds_camelyon(root)
+    dataset = Camelyon17(root=str(root), cache_dir=str(tmp_path / "cache"), resolution=16, test_fraction=0.5)
+    splits = dict(dataset.load(0).validate().items())
+    assert set(splits) == {"train", "val", "test", "test_ood"}
+    hospitals = {name: set(s.attributes["hospital"].tolist()) for name, s in splits.items()}
+    assert hospitals["test_ood"] == {2}  # WILDS' OOD test hospital, all 6 patches
+    assert len(splits["test_ood"]) == 6 and splits["test_ood"].labels.tolist().count(1) == 2
+    assert hospitals["val"] == {0, 3, 4} and len(splits["val"]) == 6  # WILDS' ID validation rows
+    assert all(i.endswith("_x_192_y_" + i.split("_y_")[1]) for i in splits["val"].ids)
+    assert hospitals["train"] | hospitals["test"] <= {0, 3, 4}  # OOD validation hospital 1 is left out
+    assert len(splits["train"]) + len(splits["test"]) == 12 and len(splits["test"]) > 0
+    patient = lambda i: i.split("patch_patient_")[1][:3]  # noqa: E731
+    assert not {patient(i) for i in splits["train"].ids} & {patient(i) for i in splits["test"].ids}
+    assert splits["test_ood"].attribute_vocab["hospital"] == [f"hospital_{i}" for i in range(5)]
+    (root / "metadata.csv").write_text(pd.read_csv(root / "metadata.csv").drop(columns="split").to_csv())
+    with pytest.raises(DataError, match="no 'split' column.*split_scheme"):
+        loader(Camelyon17, root, tmp_path / "cache").load(0)
+    with pytest.raises(DataError, match="unknown split_scheme"):
+        Camelyon17(split_scheme="official")
+
+
+def test_ls_datasets_shows_the_choices_and_second_folders():
+    from harness.describe import dataset_overview
+    text = dataset_overview([Fitzpatrick17k, Camelyon17, CheXpertCombine])  # cells wrap at 30 characters
+    assert "subset=fairgen5" in text and "(fairgen5|skindiff7|all|three_" in text
+    assert "split_scheme=wilds" in text and "(wilds|patient)" in text and "covid_root" in text

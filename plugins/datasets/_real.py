@@ -4,7 +4,8 @@ A loader says where its data comes from and reads its metadata into a table with
 `path` (relative to root), `label` (a class name), `patient` (samples of one patient never cross
 splits) and one column per sensitive attribute (a value name or None for unknown). This module
 turns the table into splits: images are read once, resized to the run's resolution and cached as
-.npz (no pickle); patients go to train/val/test by a seeded hash, so splits are deterministic.
+.npz (no pickle); patients go to train/val/test by a seeded hash, so splits are deterministic. A loader
+with an official split (CAMELYON17 in WILDS) overrides `assign_splits`, which may also name 'test_ood'.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from PIL import Image
 from harness import Dataset, DataError, ImageSet, Splits
 
 DEFAULT_CACHE = Path.home() / ".cache" / "harness" / "datasets"
+DROP = ""  # the split of rows a loader leaves out (e.g. WILDS' OOD validation hospital)
 
 
 class RealDataset(Dataset):
@@ -32,6 +34,8 @@ class RealDataset(Dataset):
     #: files that must exist under root
     required: ClassVar[list[str]] = []
     channels: ClassVar[int] = 3
+    #: parameters with a fixed set of values: name -> the values (checked here, listed by `harness ls --datasets`)
+    choices: ClassVar[dict[str, list[str]]] = {}
     #: fixed vocabularies; attributes not listed take the sorted values seen in the data
     vocabularies: ClassVar[dict[str, list[str]]] = {}
     defaults: ClassVar[dict[str, Any]] = {
@@ -45,6 +49,9 @@ class RealDataset(Dataset):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
+        for key, values in self.choices.items():
+            if self.params[key] not in values:
+                raise DataError(f"dataset '{self.name}': unknown {key} '{self.params[key]}'; choose one of {values}")
         chosen = self.params["attribute"]
         if chosen:
             if chosen not in type(self).sensitive_attributes:
@@ -73,13 +80,24 @@ class RealDataset(Dataset):
         table = self.read_table(root).reset_index(drop=True)
         if table.empty:
             raise DataError(f"dataset '{self.name}': no usable rows under {root} (check the layout:\n{self.layout})")
-        paths = [inside(root, p) for p in table["path"]]
-        images = self.cached_images(root, paths)
+        split = self.assign_splits(table, seed)
+        kept = split != DROP  # rows no split uses are never read
+        table, split = table[kept].reset_index(drop=True), split[kept]
+        images = self.cached_images(root, self.files(root, table))
         full = self.image_set(table, images)
-        split = assign_splits(table["patient"].astype(str), seed, self.params["val_fraction"],
-                              self.params["test_fraction"])
         parts = {name: full.subset(np.flatnonzero(split == name)) for name in ("train", "val", "test")}
+        if (split == "test_ood").any():
+            parts["test_ood"] = full.subset(np.flatnonzero(split == "test_ood"))
         return Splits(**parts).validate(self.name)
+
+    def assign_splits(self, table: pd.DataFrame, seed: int) -> np.ndarray:
+        """'train' / 'val' / 'test' (or 'test_ood', or DROP) per row; by default a seeded hash of the patient."""
+        return assign_splits(table["patient"].astype(str), seed, self.params["val_fraction"],
+                             self.params["test_fraction"])
+
+    def files(self, root: Path, table: pd.DataFrame) -> list[Path]:
+        """The image file of each row (its `path` is relative to root)."""
+        return [inside(root, p) for p in table["path"]]
 
     def image_set(self, table: pd.DataFrame, images: np.ndarray) -> ImageSet:
         labels = pd.Categorical(table["label"], categories=self.label_names).codes

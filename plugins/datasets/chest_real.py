@@ -1,4 +1,5 @@
-"""Real chest X-ray loaders: CheXpert (sex, age) and the COVID-19 image data collection (sex, age, site)."""
+"""Real chest X-ray loaders: CheXpert (sex, age), the COVID-19 image data collection (sex, age, site) and
+FairGen's "CheXpert combine" of the two (sex, age, source)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness import DataError, hookimpl
-from plugins.datasets._real import RealDataset, age_bucket, sex_name
+from plugins.datasets._real import RealDataset, age_bucket, inside, sex_name
 
 AGE_EDGES, AGE_NAMES = [40, 60, 80], ["<40", "40-59", "60-79", "80+"]
 FRONTAL_VIEWS = {"PA", "AP", "AP Supine", "AP semi erect", "AP Erect"}
@@ -97,6 +98,55 @@ class CovidChestXray(RealDataset):
         return locations.map(lambda v: None if pd.isna(v) else v if v in top else "other")
 
 
+class CheXpertCombine(RealDataset):
+    """FairGen's "CheXpert combine": CheXpert plus the COVID-19 image data collection as one dataset.
+
+    Label space as in FairGen's released code (src/inference.py, chest = 2 sexes x 5 findings): COVID-19 from
+    the collection; `findings` (Edema, Lung Opacity, No Finding, Pleural Effusion) from CheXpert's single-label
+    frontal rows. The collection's "No Finding" images join No Finding; its other pneumonias are outside the
+    label space and left out. Sex and age share one vocabulary across sources; `source` says where an image
+    came from (the source is confounded with COVID-19, which only the collection has)."""
+
+    name = "chexpert_combine"
+    version = "1"
+    channels = 1
+    sensitive_attributes: ClassVar[list[str]] = ["sex", "age", "source"]
+    vocabularies = {"sex": ["female", "male"], "age": AGE_NAMES, "source": ["chexpert", "covid"]}
+    required = CheXpert.required
+    source = f"{CheXpert.source}; the COVID-19 collection (covid_root): {CovidChestXray.source}"
+    layout = (f"root (CheXpert):\n{CheXpert.layout}\ncovid_root (the COVID-19 collection):\n{CovidChestXray.layout}")
+    defaults = {**RealDataset.defaults, "covid_root": "",
+                "findings": ["Edema", "Lung Opacity", "No Finding", "Pleural Effusion"]}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.label_names = ["COVID-19", *self.params["findings"]]
+        self.high_risk_classes = ["COVID-19"]
+        self.chexpert = CheXpert(root=self.params["root"], findings=self.params["findings"])
+        self.covid = CovidChestXray(root=self.params["covid_root"])
+
+    def read_table(self, root: Path) -> pd.DataFrame:
+        try:
+            covid_root = self.covid.root()
+        except DataError as exc:  # its message says "root"; here the parameter is covid_root
+            raise DataError(f"chexpert_combine: the COVID-19 collection is not at covid_root = "
+                            f"\"{self.params['covid_root']}\" (set covid_root = \"PATH\"; its layout below is "
+                            f"under covid_root).\n{exc}") from exc
+        parts = []
+        for source, part, where in (("chexpert", self.chexpert, root), ("covid", self.covid, covid_root)):
+            table = part.read_table(where)
+            table = table[table["label"].isin(self.label_names)]
+            parts.append(pd.DataFrame({"path": source + "/" + table["path"], "label": table["label"],
+                                       "patient": source + ":" + table["patient"].astype(str),
+                                       "sex": table["sex"], "age": table["age"], "source": source}))
+        self.covid_root = covid_root
+        return pd.concat(parts, ignore_index=True)
+
+    def files(self, root: Path, table: pd.DataFrame) -> list[Path]:
+        roots = {"chexpert": root, "covid": self.covid_root}
+        return [inside(roots[source], path.split("/", 1)[1]) for source, path in zip(table["source"], table["path"])]
+
+
 @hookimpl
 def harness_datasets() -> list[type]:
-    return [CheXpert, CovidChestXray]
+    return [CheXpert, CovidChestXray, CheXpertCombine]

@@ -14,12 +14,30 @@ FITZPATRICK_SUBSETS = {
     # FairGen's five conditions (its Table 1)
     "fairgen5": ["allergic contact dermatitis", "basal cell carcinoma", "lichen planus", "psoriasis",
                  "squamous cell carcinoma"],
+    # skin-diff's ("From Majority to Minority", Wang et al.) seven conditions: the labels of its released
+    # data_splits/Fitz_subset.csv (github janet-sw/skin-diff); not the seven most frequent labels
+    "skindiff7": ["basal cell carcinoma", "folliculitis", "nematode infection", "neutrophilic dermatoses",
+                  "prurigo nodularis", "psoriasis", "squamous cell carcinoma"],
+}
+#: subsets of the coarser partition columns
+PARTITIONS = {
+    "three_partition": ["benign", "malignant", "non-neoplastic"],
+    "nine_partition": ["benign dermal", "benign epidermal", "benign melanocyte", "genodermatoses", "inflammatory",
+                       "malignant cutaneous lymphoma", "malignant dermal", "malignant epidermal", "malignant melanoma"],
 }
 #: Fitzpatrick types grouped as in FairGen / Groh et al.: I-II light, III-IV medium, V-VI dark
 TONE_OF_TYPE = {1: "light", 2: "light", 3: "medium", 4: "medium", 5: "dark", 6: "dark"}
 
 
+def high_risk(classes: list[str]) -> list[str]:
+    return [c for c in classes if "carcinoma" in c or "melanoma" in c or c == "malignant"]
+
+
 class Fitzpatrick17k(RealDataset):
+    """Fitzpatrick17k with skin tone grouped light / medium / dark; `subset` picks the classes:
+    fairgen5 (FairGen), skindiff7 (skin-diff), all (every `label` with an image, 114 in the full set), or the
+    three_partition / nine_partition columns."""
+
     name = "fitzpatrick17k"
     version = "1"
     sensitive_attributes: ClassVar[list[str]] = ["skin_tone"]
@@ -28,34 +46,27 @@ class Fitzpatrick17k(RealDataset):
     source = "https://github.com/mattgroh/fitzpatrick17k (CSV; images downloaded from its url column)"
     layout = ("  fitzpatrick17k.csv          the released metadata (md5hash, fitzpatrick_scale, label, "
               "three_partition_label, ...)\n  images/<md5hash>.jpg        one image per row (rows without an image are skipped)")
-    defaults = {**RealDataset.defaults,
-                "subset": "fairgen5"}  # fairgen5 | three_partition | nine_partition
+    defaults = {**RealDataset.defaults, "subset": "fairgen5"}
+    choices = {"subset": [*FITZPATRICK_SUBSETS, "all", *PARTITIONS]}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.label_names = self._classes()
-        self.high_risk_classes = [c for c in self.label_names if "carcinoma" in c or "melanoma" in c
-                                  or c == "malignant"]
-
-    def _classes(self) -> list[str]:
         subset = self.params["subset"]
-        if subset in FITZPATRICK_SUBSETS:
-            return FITZPATRICK_SUBSETS[subset]
-        if subset == "three_partition":
-            return ["benign", "malignant", "non-neoplastic"]
-        if subset == "nine_partition":
-            return ["benign dermal", "benign epidermal", "benign melanocyte", "genodermatoses", "inflammatory",
-                    "malignant cutaneous lymphoma", "malignant dermal", "malignant epidermal", "malignant melanoma"]
-        raise DataError(f"fitzpatrick17k: unknown subset '{subset}'; choose fairgen5, three_partition or nine_partition")
+        self.label_names = list(FITZPATRICK_SUBSETS.get(subset) or PARTITIONS.get(subset) or [])  # all: from the data
+        self.high_risk_classes = high_risk(self.label_names)
 
     def read_table(self, root: Path) -> pd.DataFrame:
         meta = pd.read_csv(root / "fitzpatrick17k.csv")
-        column = {"three_partition": "three_partition_label", "nine_partition": "nine_partition_label"}.get(
-            self.params["subset"], "label")
-        meta = meta[meta[column].isin(self.label_names)]
+        subset = self.params["subset"]
+        column = f"{subset}_label" if subset in PARTITIONS else "label"
+        if subset != "all":
+            meta = meta[meta[column].isin(self.label_names)]
         paths = "images/" + meta["md5hash"].astype(str) + ".jpg"
         present = [(root / p).is_file() for p in paths]
         meta, paths = meta[present], paths[present]
+        if subset == "all":
+            self.label_names = sorted(meta[column].unique())
+            self.high_risk_classes = high_risk(self.label_names)
         return pd.DataFrame({
             "path": paths,
             "label": meta[column],

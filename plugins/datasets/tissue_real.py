@@ -6,18 +6,29 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from harness import DataError, hookimpl
 from harness.scenarios import Scenario, default_scenarios, site_scenarios
-from plugins.datasets._real import RealDataset
+from plugins.datasets._real import DROP, RealDataset, assign_splits
 
 TCGA_BARCODE = re.compile(r"TCGA-([A-Z0-9]{2})-([A-Z0-9]{4})")
+# WILDS' official split (wilds/datasets/camelyon17_dataset.py; 0-indexed centers, the paper numbers hospitals
+# from 1): train on centers 0, 3, 4; OOD validation center 1; OOD test center 2; metadata `split` 1 = ID validation
+WILDS_OOD_VAL_CENTER, WILDS_OOD_TEST_CENTER, WILDS_ID_VAL = 1, 2, 1
 
 
 class Camelyon17(RealDataset):
+    """CAMELYON17 patches in the WILDS layout; `hospital` = WILDS `center`.
+
+    split_scheme "wilds" (default) follows WILDS' official split: its OOD test hospital (center 2) is the
+    `test_ood` split; its ID validation rows (metadata `split` = 1, centers 0/3/4) are `val`; its training rows
+    are divided by patient into train and an in-distribution `test` (test_fraction). Its OOD validation
+    hospital (center 1) is left out. "patient" ignores WILDS' split: all hospitals, split by patient."""
+
     name = "camelyon17"
-    version = "1"
+    version = "2"
     label_names: ClassVar[list[str]] = ["normal", "tumor"]
     high_risk_classes: ClassVar[list[str]] = ["tumor"]
     sensitive_attributes: ClassVar[list[str]] = ["hospital"]
@@ -26,15 +37,29 @@ class Camelyon17(RealDataset):
     source = "https://wilds.stanford.edu/datasets/ (camelyon17_v1.0, e.g. wilds.get_dataset('camelyon17', download=True))"
     layout = ("  metadata.csv   patient, node, x_coord, y_coord, tumor, slide, center, split\n"
               "  patches/patient_PPP_node_N/patch_patient_PPP_node_N_x_X_y_Y.png")
+    defaults = {**RealDataset.defaults, "split_scheme": "wilds"}
+    choices = {"split_scheme": ["wilds", "patient"]}
 
     def read_table(self, root: Path) -> pd.DataFrame:
         meta = pd.read_csv(root / "metadata.csv")
+        if self.params["split_scheme"] == "wilds" and "split" not in meta.columns:
+            raise DataError(f"camelyon17: {root / 'metadata.csv'} has no 'split' column (WILDS' ID validation "
+                            f"flag); use WILDS' metadata.csv or split_scheme = \"patient\". Expected:\n{self.layout}")
         patient, node = meta["patient"].astype(int).map("{:03d}".format), meta["node"].astype(int).astype(str)
         folder = "patches/patient_" + patient + "_node_" + node
         path = (folder + "/patch_patient_" + patient + "_node_" + node + "_x_" + meta["x_coord"].astype(int).astype(str)
                 + "_y_" + meta["y_coord"].astype(int).astype(str) + ".png")
         return pd.DataFrame({"path": path, "label": meta["tumor"].map({0: "normal", 1: "tumor"}),
-                             "patient": patient, "hospital": "hospital_" + meta["center"].astype(int).astype(str)})
+                             "patient": patient, "hospital": "hospital_" + meta["center"].astype(int).astype(str),
+                             "center": meta["center"].astype(int), "wilds_split": meta.get("split", 0)})
+
+    def assign_splits(self, table: pd.DataFrame, seed: int) -> np.ndarray:
+        if self.params["split_scheme"] == "patient":
+            return super().assign_splits(table, seed)
+        by_patient = assign_splits(table["patient"].astype(str), seed, 0.0, self.params["test_fraction"])
+        in_distribution = np.where(table["wilds_split"] == WILDS_ID_VAL, "val", by_patient)
+        return np.where(table["center"] == WILDS_OOD_TEST_CENTER, "test_ood",
+                        np.where(table["center"] == WILDS_OOD_VAL_CENTER, DROP, in_distribution))
 
     def scenarios(self) -> dict[str, Scenario]:
         return {**default_scenarios(self.primary_attribute), **site_scenarios("hospital")}
