@@ -7,6 +7,8 @@ Each returns the new training set and a report of what it removed. The library (
 - minority_fraction: the smallest group subsampled to a fraction p of the training set;
 - skin-diff (Wang et al.): the minority group whole, k per class, or absent;
 - MeDi (Drexlin et al.): (class x attribute ...) keys held out entirely; one site per class.
+With multi-hot labels (multi-label findings) only the scenarios that look at the attribute alone
+run (natural, cap, minority_fraction); the per-class ones refuse them, naming those three.
 """
 from __future__ import annotations
 
@@ -178,10 +180,15 @@ class OneSitePerClass(Scenario):
         return np.concatenate(keep), {"site_per_class": dict(sorted(chosen.items()))}
 
 
+#: scenario types that never look at the class, so they cut multi-hot training sets as well
+MULTILABEL_SCENARIOS = ("Scenario (natural)", "Cap (cap100, cap1000)", "MinorityFraction (minority5)")
+
+
 def _single_label(train: ImageSet, scenario: Scenario) -> None:
     if train.multilabel:
-        raise DataError(f"scenario {type(scenario).__name__} cuts by class and needs single-label data; "
-                        f"this training set is multi-label")
+        raise DataError(f"scenario {type(scenario).__name__} cuts per class code and needs single-label data, but "
+                        f"this training set has multi-hot labels; on multi-label data use a scenario that only "
+                        f"looks at the attribute: {', '.join(MULTILABEL_SCENARIOS)}")
 
 
 def _group_name(train: ImageSet, attribute: str, code: int) -> str:
@@ -192,9 +199,13 @@ def _report(train: ImageSet, keep: np.ndarray, attribute: str) -> dict[str, Any]
     removed = np.ones(len(train), dtype=bool)
     removed[keep] = False
     report: dict[str, Any] = {"n_before": len(train), "n_after": int(len(keep))}
-    report["removed_per_class"] = {
-        train.label_names[c]: int(np.sum(removed & (train.labels == c))) for c in np.unique(train.labels)
-    } if not train.multilabel else {}
+    if train.multilabel:  # rows removed that carry each label
+        report["removed_per_class"] = {name: int(np.sum(removed & (train.labels[:, c] == 1)))
+                                       for c, name in enumerate(train.label_names)}
+    else:
+        report["removed_per_class"] = {
+            train.label_names[c]: int(np.sum(removed & (train.labels == c))) for c in np.unique(train.labels)
+        }
     if attribute:
         codes = train.group_codes(attribute)
         report["removed_per_group"] = {

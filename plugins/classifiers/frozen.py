@@ -14,6 +14,9 @@ full-batch run: sample weights, class balance and FairGen's group weights multip
 per-sample weight; FairGen's per-epoch reweighting becomes `rounds` refits, each with the group
 weights from the previous round's val accuracy, keeping the best round on val. Augmentation adds
 `augment_copies` augmented copies of the training images (their features cached too).
+Multi-hot labels: `linear_probe` becomes one-vs-rest logistic regression (one sigmoid per label,
+balance per label in the loss, L2 chosen on val macro AUC); `knn` gives each label the weighted
+share of neighbours that carry it; `hgb` refuses them.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ class FrozenFeatureClassifier(Classifier):
     """Shared plumbing: features, weights, reweighting rounds and val selection. Heads subclass."""
 
     supports_focal_loss = False
+    supports_multilabel = True
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -53,6 +57,7 @@ class FrozenFeatureClassifier(Classifier):
             raise ConfigError(f"classifier '{self.name}' has no training loss to make focal; use loss='focal' "
                               f"with linear_probe, timm or small_cnn")
         self.head = None
+        self.multilabel = False
         self.history: list[dict[str, Any]] = []
         self.stats: dict[str, float] = {}
 
@@ -91,6 +96,9 @@ class FrozenFeatureClassifier(Classifier):
     # -- training ----------------------------------------------------------------------------
     def fit(self, train: ImageSet, val: ImageSet, seed: int, sample_weight: np.ndarray | None = None) -> None:
         base_weights = training.check_training_data(self.name, train, val, sample_weight)
+        self.multilabel = train.multilabel
+        if self.multilabel:
+            self.check_multilabel()
         with training.limited_threads(self.params["threads"]):
             self._fit(train, val, seed, base_weights)
 
@@ -101,6 +109,7 @@ class FrozenFeatureClassifier(Classifier):
         reweight = self.params["group_reweighting"] == "inverse_performance"
         groups, val_groups, num_groups = self._groups(train, val) if reweight else (None, None, 0)
         rounds = self.params["rounds"] if reweight else 1
+        score_name = training.score_name(train.labels)
         best, group_accuracy, self.history = None, None, []
         for round_index in range(rounds):
             group_weights = training.inverse_performance_weights(group_accuracy, num_groups) if reweight else None
@@ -110,21 +119,29 @@ class FrozenFeatureClassifier(Classifier):
             head, accuracy, correct = self.fit_head(x_train, y_train, weights, x_val, val.labels, train.num_classes, seed)
             if reweight:
                 group_accuracy = training.group_accuracy(correct, val_groups, num_groups)
-            self.history.append({"round": round_index, "val_acc": accuracy,
+            self.history.append({"round": round_index, f"val_{score_name}": accuracy,
                                  "group_weights": None if group_weights is None else group_weights.tolist(),
                                  "group_val_acc": None if group_accuracy is None else group_accuracy.tolist()})
             if best is None or accuracy > best[1]:
                 best = (head, accuracy, round_index)
         self.head, best_accuracy, best_round = best
-        self.stats = {"best_val_acc": best_accuracy, "best_round": float(best_round)}
+        self.stats = {f"best_val_{score_name}": best_accuracy, "best_round": float(best_round)}
 
     def _groups(self, train: ImageSet, val: ImageSet) -> tuple[np.ndarray, np.ndarray, int]:
         attribute = training.group_attribute_name(train, self.params["group_attribute"])
         return train.group_codes(attribute), val.group_codes(attribute), len(train.attribute_vocab[attribute])
 
+    def check_multilabel(self) -> None:
+        """Refuse multi-hot labels this head cannot learn from (called by fit)."""
+        if not self.supports_multilabel:
+            raise ConfigError(f"classifier '{self.name}' has no multi-label form (multi-hot labels); use "
+                              f"linear_probe, knn, small_cnn or timm")
+
     def fit_head(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                  num_classes: int, seed: int) -> tuple[Any, float, np.ndarray]:
-        """Fit the head (choosing its own hyperparameters on val); return (head, val acc, val correct)."""
+        """Fit the head (choosing its own hyperparameters on val); return (head, val score, val correct).
+
+        The score is val accuracy, or the val macro AUC for multi-hot labels (training.val_score)."""
         raise NotImplementedError
 
     def head_proba(self, head: Any, x: np.ndarray) -> np.ndarray:
@@ -135,15 +152,17 @@ class FrozenFeatureClassifier(Classifier):
             raise RuntimeError(f"classifier '{self.name}': call fit() before predict_proba()")
         with training.limited_threads(self.params["threads"]):
             proba = self.head_proba(self.head, self.features(images)).astype(np.float64)
+        if self.multilabel:  # one probability per label; rows need not sum to 1
+            return proba
         return proba / proba.sum(axis=1, keepdims=True)
 
     def _select(self, candidates: list[Any], x_val: np.ndarray, y_val: np.ndarray) -> tuple[Any, float, np.ndarray]:
-        """The candidate head with the best val accuracy (the first one on ties)."""
+        """The candidate head with the best val score (accuracy; multi-hot: macro AUC), the first on ties."""
         best = None
         for head in candidates:
-            correct = self.head_proba(head, x_val).argmax(1) == y_val
-            if best is None or correct.mean() > best[1]:
-                best = (head, float(correct.mean()), correct)
+            score, correct = training.val_score(self.head_proba(head, x_val), y_val)
+            if best is None or score > best[1]:
+                best = (head, score, correct)
         return best
 
 
@@ -158,11 +177,17 @@ class LinearProbe(FrozenFeatureClassifier):
         mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
         xt = torch.from_numpy((x - mean) / scale).float()
         yt, wt = torch.from_numpy(y), torch.from_numpy(weights).float()
-        candidates = [(mean, scale, self._fit_linear(xt, yt, wt, num_classes, l2)) for l2 in self.params["l2"]]
+        # multi-hot: one-vs-rest class balance per label inside the loss (sampling_mass left it out)
+        label_weights = (torch.from_numpy(training.label_balance_weights(y)).float()
+                         if y.ndim == 2 and self.params["balance"] == "class" else None)
+        candidates = [(mean, scale, self._fit_linear(xt, yt, wt, num_classes, l2, label_weights))
+                      for l2 in self.params["l2"]]
         return self._select(candidates, x_val, y_val)
 
-    def _fit_linear(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, num_classes: int, l2: float) -> torch.nn.Linear:
-        """Full-batch L-BFGS from zeros: deterministic, no seed needed."""
+    def _fit_linear(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, num_classes: int, l2: float,
+                    label_weights: torch.Tensor | None = None) -> torch.nn.Linear:
+        """Full-batch L-BFGS from zeros: deterministic, no seed needed. Multi-hot y: one logistic
+        regression per label (one-vs-rest), sharing the L2 strength."""
         layer = torch.nn.Linear(x.shape[1], num_classes)
         torch.nn.init.zeros_(layer.weight)
         torch.nn.init.zeros_(layer.bias)
@@ -170,7 +195,8 @@ class LinearProbe(FrozenFeatureClassifier):
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
-            per_sample = training.classification_loss(layer(x), y, self.params["loss"], self.params["focal_gamma"])
+            per_sample = training.classification_loss(layer(x), y, self.params["loss"], self.params["focal_gamma"],
+                                                      label_weights)
             loss = (per_sample * w).mean() + 0.5 * l2 * layer.weight.pow(2).sum()
             loss.backward()
             return loss
@@ -181,7 +207,9 @@ class LinearProbe(FrozenFeatureClassifier):
     def head_proba(self, head, x):
         mean, scale, layer = head
         with torch.no_grad():
-            return torch.softmax(layer(torch.from_numpy((x - mean) / scale).float()), dim=1).double().numpy()
+            logits = layer(torch.from_numpy((x - mean) / scale).float())
+            proba = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
+            return proba.double().numpy()
 
 
 class KNN(FrozenFeatureClassifier):
@@ -189,6 +217,11 @@ class KNN(FrozenFeatureClassifier):
     version = "1"
     defaults = {**FROZEN_DEFAULTS, "k": 5}
     configs = {"cpu": {}, "paper": {"extractor": "inception-v3"}}
+
+    def check_multilabel(self) -> None:
+        if self.params["balance"] == "class":
+            raise ConfigError("classifier 'knn': balance='class' has no per-label form for multi-hot labels (a "
+                              "neighbour's vote counts for all its labels); use balance='none', or linear_probe")
 
     def fit_head(self, x, y, weights, x_val, y_val, num_classes, seed):
         kept = weights > 0  # a sample with weight 0 is not in the training set at all
@@ -206,6 +239,9 @@ class KNN(FrozenFeatureClassifier):
             d = np.take_along_axis(distance, nearest, axis=1)
             # 1/distance like sklearn's weights="distance", times the neighbour's training weight
             votes = weights[nearest] / np.maximum(d, 1e-9)
+            if labels.ndim == 2:  # multi-hot: each label's share of the weighted votes
+                proba[start:start + 512] = np.einsum("qk,qkl->ql", votes, labels[nearest]) / votes.sum(1, keepdims=True)
+                continue
             rows = np.arange(len(nearest))[:, None]
             np.add.at(proba[start:start + 512], (rows, labels[nearest]), votes)
         return proba
@@ -214,6 +250,7 @@ class KNN(FrozenFeatureClassifier):
 class HistGradientBoosting(FrozenFeatureClassifier):
     name = "hgb"
     version = "1"
+    supports_multilabel = False  # one boosted model per label would multiply its cost by L
     #: trees on 1280-d features were minutes per fit here; PCA to 64 dims makes them seconds
     defaults = {**FROZEN_DEFAULTS, "max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31, "pca_components": 64}
     configs = {"cpu": {"max_iter": 60}, "paper": {"extractor": "inception-v3", "max_iter": 300, "pca_components": 0}}

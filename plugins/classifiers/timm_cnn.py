@@ -5,6 +5,8 @@ from scratch or from a local weights file (safetensors, or torch.load with weigh
 nothing is downloaded. Images are turned to RGB, resized to `image_size` (0 keeps their size)
 and normalised with the model's mean/std. The best epoch by val accuracy is kept; test is never
 seen. `small_cnn` is the same code with CPU-sized defaults (timm's test_resnet at native size).
+Multi-hot labels train one sigmoid output per label (binary cross-entropy, training.py) and keep
+the epoch with the best val macro AUC; predict_proba then gives per-label probabilities.
 """
 from __future__ import annotations
 
@@ -70,8 +72,9 @@ class TimmClassifier(Classifier):
         training.check_choice(self.name, "scheduler", self.params["scheduler"], ("none", "cosine", "step"))
         training.check_choice(self.name, "sample_weight_mode", self.params["sample_weight_mode"], ("sampler", "loss"))
         self.model: torch.nn.Module | None = None
-        self.history: list[dict[str, float]] = []  # per epoch: val accuracy, group weights
+        self.history: list[dict[str, float]] = []  # per epoch: val accuracy (multi-hot: AUC), group weights
         self.stats: dict[str, float] = {}
+        self.multilabel = False  # multi-hot targets: sigmoid outputs instead of a softmax
 
     # -- model -----------------------------------------------------------------------------
     def build_model(self, num_classes: int) -> torch.nn.Module:
@@ -105,6 +108,7 @@ class TimmClassifier(Classifier):
     # -- training --------------------------------------------------------------------------
     def fit(self, train: ImageSet, val: ImageSet, seed: int, sample_weight: np.ndarray | None = None) -> None:
         base_weights = training.check_training_data(self.name, train, val, sample_weight)
+        self.multilabel = train.multilabel
         torch.manual_seed(seed)
         with training.limited_threads(self.params["threads"]):
             self._fit(train, val, seed, base_weights)
@@ -120,8 +124,11 @@ class TimmClassifier(Classifier):
         generator = torch.Generator().manual_seed(seed)
         train_images = training.as_rgb(torch.from_numpy(train.images))
         train_labels = torch.from_numpy(train.labels)
+        label_weights = (torch.from_numpy(training.label_balance_weights(train.labels)).float()
+                         if self.multilabel and p["balance"] == "class" else None)
+        score_name = training.score_name(train.labels)
         groups, num_groups = self._groups(train, val)
-        best_accuracy, best_epoch, best_state, group_accuracy = -1.0, 0, None, None
+        best_score, best_epoch, best_state, group_accuracy = -1.0, 0, None, None
         self.history = []
         for epoch in range(p["epochs"]):
             group_weights = (training.inverse_performance_weights(group_accuracy, num_groups)
@@ -135,7 +142,7 @@ class TimmClassifier(Classifier):
                 batch = training.augment_batch(train_images[index], augmentation)
                 logits = model(self._to_input(batch))
                 per_sample = training.classification_loss(logits, train_labels[index].to(self._device),
-                                                          p["loss"], p["focal_gamma"])
+                                                          p["loss"], p["focal_gamma"], label_weights)
                 weights = loss_weights[index].to(self._device)
                 loss = (per_sample * weights).sum() / weights.sum()
                 optimizer.zero_grad()
@@ -143,18 +150,17 @@ class TimmClassifier(Classifier):
                 optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            correct = self._predict_with(model, val.images).argmax(1) == val.labels
-            accuracy = float(correct.mean())
+            score, correct = training.val_score(self._predict_with(model, val.images), val.labels)
             if groups is not None:
                 group_accuracy = training.group_accuracy(correct, self._val_groups, num_groups)
-            self.history.append({"epoch": epoch, "val_acc": accuracy,
+            self.history.append({"epoch": epoch, f"val_{score_name}": score,
                                  "group_weights": None if group_weights is None else group_weights.tolist(),
                                  "group_val_acc": None if group_accuracy is None else group_accuracy.tolist()})
-            if accuracy > best_accuracy:  # the earliest epoch wins ties
-                best_accuracy, best_epoch, best_state = accuracy, epoch, copy.deepcopy(model.state_dict())
+            if score > best_score:  # the earliest epoch wins ties
+                best_score, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
         model.load_state_dict(best_state)
         self.model = model.eval()
-        self.stats = {"best_val_acc": best_accuracy, "best_epoch": float(best_epoch)}
+        self.stats = {f"best_val_{score_name}": best_score, "best_epoch": float(best_epoch)}
 
     def _groups(self, train: ImageSet, val: ImageSet) -> tuple[np.ndarray | None, int]:
         if self.params["group_reweighting"] == "none":
@@ -188,7 +194,8 @@ class TimmClassifier(Classifier):
     def _predict_with(self, model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
         model.eval()
         rgb = training.as_rgb(torch.from_numpy(images))
-        chunks = [F.softmax(model(self._to_input(rgb[start:start + PREDICT_BATCH])).float(), dim=1).cpu()
+        activation = torch.sigmoid if self.multilabel else (lambda logits: F.softmax(logits, dim=1))
+        chunks = [activation(model(self._to_input(rgb[start:start + PREDICT_BATCH])).float()).cpu()
                   for start in range(0, len(rgb), PREDICT_BATCH)]
         return torch.cat(chunks).double().numpy()
 
@@ -197,6 +204,8 @@ class TimmClassifier(Classifier):
             raise RuntimeError(f"classifier '{self.name}': call fit() before predict_proba()")
         with training.limited_threads(self.params["threads"]):
             proba = self._predict_with(self.model, images.images)
+        if self.multilabel:  # one probability per label; rows need not sum to 1
+            return proba
         return proba / proba.sum(axis=1, keepdims=True)
 
     def parameter_count(self, num_classes: int = 2) -> int:

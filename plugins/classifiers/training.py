@@ -5,6 +5,11 @@ adaptive group weights), FairGen's inverse-performance group reweighting (METHOD
 step 4), focal loss (Ktena et al. baseline), heuristic augmentation and per-group accuracy.
 The parameters below are merged into each classifier's `defaults`, so every classifier takes
 the same option names.
+
+Multi-hot labels (N, L) train one sigmoid output per label with binary cross-entropy (focal:
+per label). Class balance then weighs each label's positives and negatives inside the loss, as
+one-vs-rest logistic regression with class_weight="balanced" (a multi-hot row has no single
+class to sample by); model selection uses the val macro AUC instead of accuracy.
 """
 from __future__ import annotations
 
@@ -49,8 +54,6 @@ def check_training_options(plugin: str, params: dict) -> None:
 
 def check_training_data(plugin: str, train: ImageSet, val: ImageSet, sample_weight: np.ndarray | None) -> np.ndarray:
     """Refuse data a classifier cannot learn from; return the per-sample weights (ones if None)."""
-    if train.multilabel:
-        raise DataError(f"classifier '{plugin}': multi-label targets are not supported; give one class code per image")
     if len(train) == 0:
         raise DataError(f"classifier '{plugin}': the training set is empty")
     if len(val) == 0:
@@ -120,21 +123,78 @@ def per_sample_group_weights(groups: np.ndarray, group_weights: np.ndarray) -> n
 
 def sampling_mass(base_weights: np.ndarray, labels: np.ndarray, num_classes: int, balance: str,
                   groups: np.ndarray | None = None, group_weights: np.ndarray | None = None) -> np.ndarray:
-    """Per-sample sampling probability: given weights x class balance x group weights, summing to 1."""
+    """Per-sample sampling probability: given weights x class balance x group weights, summing to 1.
+
+    Multi-hot labels get no class factor here: their balance is per label, in the loss
+    (label_balance_weights)."""
     mass = np.asarray(base_weights, dtype=np.float64).copy()
-    if balance == "class":
+    if balance == "class" and labels.ndim == 1:
         mass *= class_balance_weights(labels, num_classes)
     if group_weights is not None:
         mass *= per_sample_group_weights(groups, group_weights)
     return mass / mass.sum()
 
 
-def classification_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str, focal_gamma: float) -> torch.Tensor:
-    """Per-sample loss (no reduction): cross-entropy, or focal loss -(1-p_t)^gamma log p_t."""
+def label_balance_weights(labels: np.ndarray) -> np.ndarray:
+    """(2, L) loss weights of each label's negatives (row 0) and positives (row 1) for multi-hot
+    labels: n / (2 n_value), sklearn's class_weight="balanced" per one-vs-rest label. A label
+    with no positive or no negative in train keeps weight 1 for both."""
+    labels = np.asarray(labels)
+    n, positives = len(labels), labels.sum(axis=0).astype(np.float64)
+    counts = np.stack([n - positives, positives])
+    weights = n / (2.0 * np.maximum(counts, 1.0))
+    weights[:, (counts == 0).any(axis=0)] = 1.0
+    return weights
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str, focal_gamma: float,
+                        label_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample loss (no reduction): cross-entropy, or focal loss -(1-p_t)^gamma log p_t.
+
+    Multi-hot targets (N, L): binary cross-entropy with logits per label (focal per label),
+    weighted by `label_weights` (2, L) for negatives/positives, averaged over labels."""
+    if targets.ndim == 2:
+        return multilabel_loss(logits, targets, loss, focal_gamma, label_weights)
     log_p = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
     if loss == "focal":
         return -((1.0 - log_p.exp()) ** focal_gamma) * log_p
     return -log_p
+
+
+def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str, focal_gamma: float,
+                    label_weights: torch.Tensor | None = None) -> torch.Tensor:
+    targets = targets.to(logits.dtype)
+    per_label = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # -log p_t
+    if loss == "focal":
+        per_label = (1.0 - (-per_label).exp()) ** focal_gamma * per_label
+    if label_weights is not None:
+        weights = label_weights.to(logits.device, logits.dtype)
+        per_label = per_label * torch.where(targets > 0.5, weights[1], weights[0])
+    return per_label.mean(dim=1)
+
+
+def val_score(proba: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """The model-selection score on val and each val sample's correctness (for group accuracy).
+
+    Single-label: accuracy, and whether the argmax is right. Multi-hot: the macro ROC-AUC over
+    labels with both values in val (mean label accuracy at 0.5 when none has), and the fraction
+    of a sample's labels right at threshold 0.5.
+    """
+    if labels.ndim == 1:
+        correct = (proba.argmax(1) == labels).astype(np.float64)
+        return float(correct.mean()), correct
+    correct = ((proba >= 0.5) == labels.astype(bool)).mean(axis=1)
+    defined = [c for c in range(labels.shape[1]) if 0 < labels[:, c].sum() < len(labels)]
+    if not defined:
+        return float(correct.mean()), correct
+    from sklearn.metrics import roc_auc_score
+
+    return float(np.mean([roc_auc_score(labels[:, c], proba[:, c]) for c in defined])), correct
+
+
+def score_name(labels: np.ndarray) -> str:
+    """What val_score measures: "acc", or "auc" for multi-hot labels."""
+    return "auc" if np.ndim(labels) == 2 else "acc"
 
 
 def build_augmentation(kind: str):

@@ -145,18 +145,13 @@ class PixelDiffusionGenerator(Generator):
         """Relative probability of drawing each labeled training row (default: uniform)."""
         return np.ones(len(train))
 
-    def diffusion_loss(self, model: ConditionedUNet, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-                       cond: torch.Tensor, is_null: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        """The epsilon-prediction loss of Ho et al."""
-        return F.mse_loss(model(x_t, t, cond, is_null), noise)
-
-    # -- training ------------------------------------------------------------------------------
-    def fit(self, train: ImageSet, seed: int, unlabeled: ImageSet | None = None) -> None:
+    # -- the condition as a vector -------------------------------------------------------------
+    def set_condition(self, train: ImageSet) -> list[Factor]:
+        """Fix the condition from the training set: label and attribute vocabularies and factors
+        (fit's first step; trains nothing)."""
         if train.multilabel and not self.supports_multilabel:
             raise DataError(f"generator '{self.name}' needs single-label training data (one class code per image); "
                             "ddpm and medi take multi-hot labels")
-        torch.manual_seed(seed)
-        rng = torch.Generator().manual_seed(seed)
         factors = self.condition_factors(train)
         self.state = {
             "label_names": list(train.label_names),
@@ -165,6 +160,50 @@ class PixelDiffusionGenerator(Generator):
             "unet": self._unet_config(channels=train.image_shape[0]),
             "image_shape": list(train.image_shape),
         }
+        return factors
+
+    def condition_columns(self) -> list[str]:
+        """Names of the condition vector's columns, in order: a multi-hot label factor gives one
+        0/1 column per label, an index factor one one-hot column per row (an attribute's values,
+        then "unknown"). The condition embedding is a linear map of this vector (Khosravi et al.'s
+        condition vector of findings and demographics)."""
+        columns = []
+        for factor in self.state["factors"]:
+            name, size = factor["name"], factor["size"]
+            if name == "label":
+                columns += [f"label:{label}" for label in self.state["label_names"]]
+                continue
+            vocab = self.state["attribute_vocab"].get(name)
+            if vocab is not None and len(vocab) <= size:
+                values = list(vocab) + ["unknown"] * (size - len(vocab))
+            else:  # e.g. cbdm's (label x attribute) cells: numbered rows
+                values = [str(i) for i in range(size)]
+            columns += [f"{name}={value}" for value in values]
+        return columns
+
+    def condition_vector(self, labels: np.ndarray, attributes: dict[str, np.ndarray]) -> np.ndarray:
+        """The (N, len(condition_columns())) 0/1 condition vector of request rows: multi-hot
+        columns as given, each index factor one-hot."""
+        cond, parts, column = self.encode(labels, attributes), [], 0
+        for factor in self.state["factors"]:
+            if factor.get("multi_hot"):
+                parts.append(cond[:, column:column + factor["size"]])
+                column += factor["size"]
+            else:
+                parts.append(np.eye(factor["size"], dtype=np.int64)[cond[:, column]])
+                column += 1
+        return np.concatenate(parts, axis=1)
+
+    def diffusion_loss(self, model: ConditionedUNet, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                       cond: torch.Tensor, is_null: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """The epsilon-prediction loss of Ho et al."""
+        return F.mse_loss(model(x_t, t, cond, is_null), noise)
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, train: ImageSet, seed: int, unlabeled: ImageSet | None = None) -> None:
+        factors = self.set_condition(train)
+        torch.manual_seed(seed)
+        rng = torch.Generator().manual_seed(seed)
         self._check_guidance(has_unlabeled=unlabeled is not None and len(unlabeled) > 0)
         pool = self._training_pool(train, unlabeled)
         self.model = ConditionedUNet(self.state["unet"], [f.size for f in factors],

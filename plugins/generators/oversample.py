@@ -4,7 +4,8 @@ Asked for a (label, attribute) row it returns a copy of a random real training i
 label and primary-attribute value, so with the `fair` sampling strategy the augmented training
 set is balanced across attribute groups. When the training split has no such image (a scenario
 removed the whole group), it falls back to an image with the same attribute value, then to one
-with the same label; the number of fallbacks is reported in `stats`.
+with the same label; the number of fallbacks is reported in `stats`. With multi-hot labels a
+"label" is the whole set of findings on the row (e.g. with the `replicate` strategy).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class Oversample(Generator):
 
     def sample(self, labels: np.ndarray, attributes: dict[str, np.ndarray], seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        source_labels = self.train.labels
+        source_labels, labels = label_keys(self.train.labels, np.asarray(labels))
         source_groups = self.train.group_codes(self.attribute)
         picks = np.empty(len(labels), dtype=np.int64)
         fallbacks = 0
@@ -53,6 +54,15 @@ class Oversample(Generator):
         self.train = ImageSet.load(Path(directory) / "train.npz")
         self.attribute = json.loads((Path(directory) / "config.json").read_text())["attribute"]
         self.stats = {"n_source": len(self.train)}
+
+
+def label_keys(source: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class codes as they are; multi-hot rows as one shared code per distinct label set."""
+    if source.ndim == 1:
+        return source, wanted
+    _, codes = np.unique(np.concatenate([source, wanted.reshape(-1, source.shape[1])]), axis=0, return_inverse=True)
+    codes = codes.ravel()
+    return codes[:len(source)], codes[len(source):]
 
 
 @hookimpl
