@@ -29,11 +29,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("--bootstrap-b", type=int, default=LEADERBOARD_B, metavar="B",
                    help=f"bootstrap resamples per method (default {LEADERBOARD_B}; cost grows linearly)")
     p.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    p.add_argument("--publish", type=Path, metavar="DIR",
+                   help="write a leaderboard folder instead: a .md and .csv per table, ranking.md/.csv "
+                        "(Friedman/Nemenyi across datasets), README.md, and the run's manifest and records")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     summary = load_summary(args.run_dir, args.merge, args.significance, args.correction, args.bootstrap_b)
+    if args.publish:
+        from harness.publish import publish
+        written = publish(args.run_dir, args.publish, summary, f"Leaderboard: {args.run_dir.name}", args.scale)
+        print(f"wrote {len(written)} files to {args.publish}")
+        return 0
     text = render(summary, args.format, args.scale)
     if args.output:
         args.output.write_text(text)

@@ -1,0 +1,115 @@
+"""Publish a run as a leaderboard folder: one markdown and one CSV table per (dataset, scenario,
+classifier, split), a cross-dataset ranking (Friedman test + Nemenyi critical difference on
+average ranks), an index, and the run's manifest and result records, so that every number in
+the folder can be recomputed from what sits beside it (`harness leaderboard` on the records).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness import records, stats
+from harness.cache import write_bytes_atomic
+from harness.leaderboard import TABLE_KEYS, render
+from harness.metrics import HIGHER, METRICS
+
+#: the metrics the ranking is computed on (each where the run has it)
+RANKING_METRICS = ("acc", "worst_acc", "gap_acc", "auc_gap", "dp", "eo", "cas", "fid")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def table_name(keys: tuple) -> str:
+    return "__".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", str(k)) for k in keys)
+
+
+def ranking_blocks(summary: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
+    """A complete (blocks x methods) table of `metric` means for a Friedman test: the methods
+    that appear in tables of at least two datasets, and the tables that have all of them."""
+    column = f"{metric}_mean"
+    if column not in summary:
+        return pd.DataFrame(), []
+    have = summary[summary[column].notna()]
+    datasets_of = have.groupby("method")["dataset"].nunique()
+    methods = [m for m in have["method"].drop_duplicates() if datasets_of[m] >= 2]
+    blocks = []
+    for keys, table in have.groupby(TABLE_KEYS, sort=False):
+        values = table.set_index("method")[column]
+        if methods and all(m in values.index for m in methods):
+            blocks.append(pd.Series(values[methods].to_numpy(), index=methods, name=table_name(keys)))
+    return (pd.DataFrame(blocks), methods) if blocks else (pd.DataFrame(), methods)
+
+
+def ranking(summary: pd.DataFrame, metrics=RANKING_METRICS, alpha: float = 0.05) -> tuple[str, pd.DataFrame]:
+    """Markdown and a long table of average ranks (1 = best) with Friedman's p and Nemenyi's CD."""
+    lines, rows = [], []
+    for metric in metrics:
+        scores, methods = ranking_blocks(summary, metric)
+        if metric not in METRICS or scores.empty:
+            continue
+        higher = METRICS[metric].direction == HIGHER
+        result = stats.friedman_nemenyi(scores.to_numpy(), higher_is_better=higher, alpha=alpha)
+        lines.append(f"### {metric} ({'higher' if higher else 'lower'} is better; {len(scores)} tables: "
+                     f"{', '.join(scores.index)})\n")
+        if result is None:
+            lines.append(f"Not enough for a Friedman test (needs >= 3 tables and >= 3 methods; "
+                         f"have {scores.shape[0]} x {scores.shape[1]}).\n")
+            continue
+        order = np.argsort(result.average_ranks)
+        best = result.average_ranks[order[0]]
+        lines.append("| method | average rank | differs from the best (Nemenyi) |\n|---|---|---|")
+        for i in order:
+            differs = result.average_ranks[i] - best > result.critical_difference
+            lines.append(f"| {methods[i]} | {result.average_ranks[i]:.2f} | {'yes' if differs else 'no'} |")
+            rows.append({"metric": metric, "method": methods[i], "average_rank": result.average_ranks[i],
+                         "tables": len(scores), "friedman_chi2": result.statistic, "friedman_p": result.p,
+                         "nemenyi_cd": result.critical_difference})
+        lines.append(f"\nFriedman χ² = {result.statistic:.2f}, p = {result.p:.3g}; Nemenyi critical difference "
+                     f"at α = {alpha:g}: {result.critical_difference:.2f} ranks.\n")
+    return "\n".join(lines), pd.DataFrame(rows)
+
+
+def publish(run_dir: Path, out_dir: Path, summary: pd.DataFrame, title: str, scale: str = "fraction") -> list[Path]:
+    """Write the folder; returns the files written. Old tables in `out_dir` are removed first so
+    the folder holds exactly this run."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if out_dir.exists():
+        for old in out_dir.glob("*"):
+            if old.is_file() and old.suffix in (".md", ".csv", ".json", ".jsonl"):
+                old.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for keys, table in summary.groupby(TABLE_KEYS, sort=False):
+        stem = out_dir / table_name(keys)
+        for suffix, fmt in ((".md", "md"), (".csv", "csv")):
+            write_text_atomic(stem.with_suffix(suffix), render(table, fmt, scale))
+            written.append(stem.with_suffix(suffix))
+    rank_md, rank_rows = ranking(summary)
+    write_text_atomic(out_dir / "ranking.csv", rank_rows.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(out_dir / "ranking.md", "# Cross-dataset ranking\n\n" + RANKING_NOTE + "\n\n" + rank_md)
+    index = [f"# {title}\n", INDEX_NOTE, "\n## Tables\n"]
+    index += [f"- [{'/'.join(map(str, keys))}]({table_name(keys)}.md)" for keys, _ in
+              summary.groupby(TABLE_KEYS, sort=False)]
+    index += ["\n## Cross-dataset ranking\n", RANKING_NOTE + "\n", rank_md, "\n## All tables\n", render(summary, "md", scale)]
+    write_text_atomic(out_dir / "README.md", "\n".join(index))
+    for name in (records.MANIFEST, records.RESULTS):
+        write_bytes_atomic(out_dir / name, (run_dir / name).read_bytes())
+    written += [out_dir / n for n in ("ranking.csv", "ranking.md", "README.md", records.MANIFEST, records.RESULTS)]
+    return written
+
+
+INDEX_NOTE = ("Written by `harness leaderboard RUN --publish DIR` from the run whose manifest.json and "
+              "results.jsonl sit in this folder; never edited by hand. Each table: methods x metrics, mean ± sd "
+              "over seeds, ▲/▼ where a method differs from the real-only baseline `none` (paired bootstrap over "
+              "test samples, Holm-corrected within the table). How to read the metrics: docs/metrics.md and "
+              "docs/leaderboards.md.")
+RANKING_NOTE = ("Methods are ranked within each table (dataset x scenario x classifier) on a metric's mean, "
+                "then ranks are averaged over tables. Only methods that run on at least two datasets take part, "
+                "and only the tables that have all of them. Friedman's test asks whether any method ranks "
+                "differently from the others; Nemenyi's critical difference says which gaps in average rank are "
+                "significant (Demšar 2006). Few tables make a weak test: read p, not just the order.")
