@@ -4,6 +4,8 @@
     seeds = 2                   # replicates per cell
     generator_seeds = 1         # optional: scenario cuts, generator fits and samples per cell (<= seeds);
                                 # the seeds cycle through them (default: one per seed)
+    executor = "process"        # optional defaults for `harness run` (its --executor/--workers win)
+    workers = 2
     splits = ["test"]           # real test splits to evaluate
     cas = false                 # also train on synthetic only and report `cas`
     fidelity = false            # FID/KID (overall and per group) of each synthetic set
@@ -42,7 +44,7 @@ from harness.cache import stable_hash
 from harness.contracts import ConfigError
 from harness.sampling import SamplingSpec
 
-TOP_KEYS = {"name": str, "description": str, "seeds": int, "generator_seeds": int, "splits": list, "cas": bool, "min_group_n": int,
+TOP_KEYS = {"name": str, "description": str, "seeds": int, "generator_seeds": int, "executor": str, "workers": int, "splits": list, "cas": bool, "min_group_n": int,
             "fidelity": bool, "feature_extractor": str, "fid_draws": int,
             "dataset": list, "generator": list, "sampling": list, "classifier": list}
 PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
@@ -129,6 +131,8 @@ class Grid:
     feature_extractor: str = ""  # "" = the default for this machine (small CNN on CPU)
     fid_draws: int = 3
     generator_seeds: int = 0  # 0: one per seed
+    executor: str = "serial"  # defaults for `harness run`; its --executor and --workers override them
+    workers: int = 2
 
     def cells(self, produces_images: Callable[[PluginSpec], bool],
               only: dict[str, list[str]] | None = None) -> list[Cell]:
@@ -204,6 +208,11 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     generator_seeds = data.get("generator_seeds", 0)
     if "generator_seeds" in data and not 1 <= generator_seeds <= seeds:
         raise ConfigError(f"{source}: key 'generator_seeds' must be between 1 and seeds ({seeds}), got {generator_seeds}")
+    executor, workers = data.get("executor", "serial"), data.get("workers", 2)
+    if executor not in ("serial", "process", "ray"):
+        raise ConfigError(f"{source}: key 'executor' must be 'serial', 'process' or 'ray', got '{executor}'")
+    if workers < 1:
+        raise ConfigError(f"{source}: key 'workers' must be >= 1, got {workers}")
     splits = data.get("splits", ["test"])
     if not splits or any(s not in ("test", "test_ood") for s in splits):
         raise ConfigError(f"{source}: key 'splits' must list 'test' and/or 'test_ood', got {splits}")
@@ -251,7 +260,7 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     return Grid(data.get("name", Path(source).stem), source, text, seeds, list(splits), data.get("cas", False),
                 data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
                 data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
-                generator_seeds if generator_seeds != seeds else 0)
+                generator_seeds if generator_seeds != seeds else 0, executor, workers)
 
 
 def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:
@@ -303,6 +312,16 @@ def apply_overrides(grid: Grid, items: list[str]) -> Grid:
             close = difflib.get_close_matches(label, labels, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; entries are {labels}"
             raise ConfigError(f"--param {item}: no dataset, generator or classifier labelled '{label}' in {grid.source}{hint}")
+    return grid
+
+
+def add_generators(grid: Grid, names: list[str]) -> Grid:
+    """--add-generator NAME puts a generator into a grid (e.g. yours into `standard`), on every
+    dataset and scenario; use --only to run fewer, and --param NAME.KEY=VALUE for its parameters."""
+    for name in names:
+        if any(spec.label == name for spec in grid.generators):
+            raise ConfigError(f"--add-generator {name}: {grid.source} already has a generator labelled '{name}'")
+        grid.generators = [*grid.generators, PluginSpec("generator", name, name)]
     return grid
 
 

@@ -129,3 +129,12 @@ def test_schedule_starts_every_generator_fit_before_reusing_one():
     fits = [(c.scenario, c.generator.name) for c in ordered if c.generator.name != "none"]
     first_wave = fits[:len(set(fits))]
     assert len(set(first_wave)) == len(first_wave)  # one cell per distinct fit comes first
+
+
+def test_a_grid_can_set_the_default_executor_and_workers():
+    grid = parse_grid(TINY_GRID.replace("seeds = 2", 'seeds = 2\nexecutor = "process"\nworkers = 3'))
+    assert (grid.executor, grid.workers) == ("process", 3)
+    assert (parse_grid(TINY_GRID).executor, parse_grid(TINY_GRID).workers) == ("serial", 2)
+    with pytest.raises(ConfigError, match="'executor' must be"):
+        parse_grid(TINY_GRID.replace("seeds = 2", 'seeds = 2\nexecutor = "threads"'))
+    assert load_grid("standard").executor == "process"

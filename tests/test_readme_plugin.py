@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from harness import records
 from harness.cli import main
 
 README = Path(__file__).parents[1] / "README.md"
@@ -27,3 +28,21 @@ def test_readme_generator_runs_and_appears_in_the_leaderboard(tmp_path, tiny_gri
     capsys.readouterr()
     assert main(["leaderboard", str(out)]) == 0
     assert "| flipcopy" in capsys.readouterr().out
+
+
+def test_method_author_runs_only_their_plugin_and_merges_the_published_records(tmp_path, tiny_grid, toy_plugins,
+                                                                                capsys):
+    plugin_file = tmp_path / "my_plugins.py"
+    plugin_file.write_text(readme_plugin_code())
+    common = ["--plugins", toy_plugins, "--cache", str(tmp_path / "cache"), "--quiet"]
+    published, mine = tmp_path / "published", tmp_path / "mine"
+    assert main(["run", str(tiny_grid), "--out", str(published), *common]) == 0
+    assert main(["run", str(tiny_grid), "--add-generator", "flipcopy", "--only", "generator=none,flipcopy",
+                 "--plugins", str(plugin_file), "--out", str(mine), *common]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", str(mine), "--merge", str(published), "--significance", "none"]) == 0
+    board = capsys.readouterr().out
+    assert "| flipcopy" in board and "| noisy_copy" in board and "| oversample" in board
+    # the built-in methods came from the published records, not from a rerun
+    assert {r["spec"]["generator"]["name"] for r in records.load(mine)} == {"none", "flipcopy"}
+    assert main(["run", str(tiny_grid), "--add-generator", "oversample", *common]) == 2

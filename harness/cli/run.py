@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness import progress
 from harness.cli import add_plugin_options
-from harness.grid import apply_overrides, load_grid, parse_only
+from harness.grid import add_generators, apply_overrides, load_grid, parse_only
 from harness.leaderboard import load_summary, render
 from harness.registry import Registry
 from harness.runner import run_grid
@@ -23,10 +23,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("grid", nargs="?", default="smoke", help="grid file, or a built-in grid name (default: smoke)")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<grid name>)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"artifact cache (default: {DEFAULT_CACHE}; env HARNESS_CACHE)")
-    p.add_argument("--executor", default="serial", choices=("serial", "process", "ray"),
-                   help="serial (default), process (local pool) or ray (pip install 'fairgen-harness[ray]')")
-    p.add_argument("--workers", type=int, default=2,
-                   help="worker processes for --executor process; CPUs of the local Ray instance for ray")
+    p.add_argument("--executor", choices=("serial", "process", "ray"),
+                   help="serial, process (local pool) or ray (pip install 'fairgen-harness[ray]'); "
+                        "default: the grid's `executor` key, else serial")
+    p.add_argument("--workers", type=int,
+                   help="worker processes for --executor process; CPUs of the local Ray instance for ray "
+                        "(default: the grid's `workers` key, else 2)")
     p.add_argument("--address", help="with --executor ray: join this Ray cluster (e.g. auto, or HOST:6379) "
                                      "instead of starting a local instance; cache and --out must be on a "
                                      "filesystem that every node shares")
@@ -36,6 +38,9 @@ def add_parser(subparsers) -> None:
                    help="rerun a failed cell (or, with ray, a cell whose worker died) up to this many times")
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                    help="run a part of the grid, e.g. --only dataset=derm --only generator=none,oversample")
+    p.add_argument("--add-generator", action="append", default=[], metavar="NAME",
+                   help="add a generator (e.g. your plugin) to the grid, on every dataset and scenario; "
+                        "combine with --only generator=none,NAME to run just it and the real-only baseline")
     p.add_argument("--param", action="append", default=[], metavar="LABEL.KEY=VALUE",
                    help="set a plugin parameter of a grid entry, e.g. --param covid.root=/data/covid-chestxray")
     p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
@@ -46,7 +51,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    grid = apply_overrides(load_grid(args.grid), args.param)
+    grid = apply_overrides(add_generators(load_grid(args.grid), args.add_generator), args.param)
     only = parse_only(args.only)
     if args.dry_run:
         registry = Registry(args.plugins, args.block)
@@ -57,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     progress.QUIET = args.quiet
     out = args.out or Path("runs") / grid.name
-    summary = run_grid(grid, out, args.cache, args.executor, args.workers, args.plugins, args.block, only,
+    executor = args.executor or grid.executor
+    workers = args.workers or grid.workers
+    summary = run_grid(grid, out, args.cache, executor, workers, args.plugins, args.block, only,
                        args.exit_on_error, device=args.device, retries=args.retries,
                        address=args.address)
     if not args.quiet:
