@@ -134,7 +134,8 @@ class Classifier(PluginBase):
 
     `fit` may use `val` for model selection (never test). `sample_weight` (N,) are per-sample
     weights that a classifier must honour (weighted sampling or weighted loss).
-    `predict_proba` returns float (N, K) rows that sum to 1 (K = number of classes).
+    `predict_proba` returns float (N, K) rows that sum to 1 (K = number of classes); for multi-hot
+    (multi-label) training labels, one independent probability per label instead.
     """
 
     kind = "classifier"
