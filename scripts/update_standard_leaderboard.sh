@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Regenerate leaderboards/standard/ by running the standard grid (never edit it by hand).
+# Usage: scripts/update_standard_leaderboard.sh [RUN_DIR]
+# With an existing RUN_DIR (e.g. a finished `harness run standard`), only the publishing runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run="${1:-runs/standard}"
+board=leaderboards/standard
+cache="${HARNESS_CACHE:-$HOME/.cache/harness}"
+if [ ! -f "$run/results.jsonl" ]; then
+  .venv/bin/harness run standard --out "$run" --cache "$cache" --quiet
+fi
+.venv/bin/harness leaderboard "$run" --publish "$board"
+rm -rf "$board/predictions"
+cp -r "$run/predictions" "$board/predictions"      # significance of merged rows needs them
+.venv/bin/harness baseline "$run" --output "$board/baseline.csv"   # `harness check RUN --baseline` reads it
+.venv/bin/harness report "$run"   # writes $run/report.html (plots, sample grids; ~16 MB, not committed)
+echo "updated $board from $run"
