@@ -1,0 +1,33 @@
+"""The committed leaderboards are what their records say: every mean and sd in
+leaderboards/standard/*.csv is recomputed from the results.jsonl beside it, and the folder's
+manifest names the grid that produced it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.leaderboard import TABLE_KEYS, load_summary
+from harness.publish import table_name
+
+BOARD = Path(__file__).parents[1] / "leaderboards" / "standard"
+
+
+@pytest.mark.skipif(not (BOARD / "results.jsonl").exists(), reason="no published standard leaderboard")
+def test_every_published_number_is_recomputed_from_the_records():
+    summary = load_summary(BOARD)  # reads BOARD/results.jsonl; no significance (that needs the bootstrap)
+    tables = list(summary.groupby(TABLE_KEYS, sort=False))
+    assert {f"{table_name(keys)}.csv" for keys, _ in tables} == \
+        {p.name for p in BOARD.glob("*.csv")} - {"ranking.csv", "baseline.csv"}
+    for keys, table in tables:
+        published = pd.read_csv(BOARD / f"{table_name(keys)}.csv")
+        assert list(published["method"]) == list(table["method"])
+        columns = [c for c in published.columns if c.endswith(("_mean", "_sd"))]
+        assert columns
+        np.testing.assert_allclose(published[columns].to_numpy(float), table[columns].to_numpy(float),
+                                   rtol=1e-5, atol=1e-9, err_msg=str(keys))
+    manifest = json.loads((BOARD / "manifest.json").read_text())
+    assert "name = \"standard\"" in manifest["grid"]["text"]
