@@ -74,6 +74,36 @@ def ranking(summary: pd.DataFrame, metrics=RANKING_METRICS, alpha: float = 0.05)
     return "\n".join(lines), pd.DataFrame(rows)
 
 
+def table_sizes(rows: list[dict]) -> dict[tuple, str]:
+    """Per table, the sizes its numbers were made at: image resolution, and each generator's
+    training resolution and steps (steps as recorded by the generator; resolution from its
+    resolved parameters)."""
+    from harness.registry import Registry
+    registry, sizes = Registry(), {}
+    by_table: dict[tuple, dict] = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            continue
+        spec = r["spec"]
+        keys = (spec["dataset"]["label"], spec["scenario"], spec["classifier"]["label"], r["split"])
+        image = ((r.get("plugins") or {}).get("dataset") or {}).get("params", {}).get("resolution")
+        entry = by_table.setdefault(keys, {"image": image, "gens": {}})
+        steps = (r.get("generator_stats") or {}).get("train_steps")
+        if steps:
+            try:
+                params = registry.get("generator", spec["generator"]["name"]).cls.resolve_params(spec["generator"]["params"])
+                resolution = params.get("resolution")
+            except Exception:  # a plugin that is not installed here: say less, not fail
+                resolution = None
+            where = f"{resolution} px, " if resolution else ""
+            entry["gens"].setdefault(f"{where}{int(steps)} training steps", []).append(spec["generator"]["label"])
+    for keys, entry in by_table.items():
+        parts = [f"images {entry['image']} px"] if entry["image"] else []
+        parts += [f"{', '.join(dict.fromkeys(labels))}: {size}" for size, labels in entry["gens"].items()]
+        sizes[keys] = "; ".join(parts)
+    return sizes
+
+
 def publish(run_dir: Path, out_dir: Path, summary: pd.DataFrame, title: str, scale: str = "fraction") -> list[Path]:
     """Write the folder; returns the files written. Old tables in `out_dir` are removed first so
     the folder holds exactly this run."""
@@ -83,18 +113,19 @@ def publish(run_dir: Path, out_dir: Path, summary: pd.DataFrame, title: str, sca
             if old.is_file() and old.suffix in (".md", ".csv", ".json", ".jsonl"):
                 old.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, sizes = [], table_sizes(records.load(run_dir))
     for keys, table in summary.groupby(TABLE_KEYS, sort=False):
         stem = out_dir / table_name(keys)
-        for suffix, fmt in ((".md", "md"), (".csv", "csv")):
-            write_text_atomic(stem.with_suffix(suffix), render(table, fmt, scale))
-            written.append(stem.with_suffix(suffix))
+        size_line = f"Sizes: {sizes[tuple(keys)]}.\n\n" if sizes.get(tuple(keys)) else ""
+        write_text_atomic(stem.with_suffix(".md"), render(table, "md", scale).replace("\n\n", f"\n\n{size_line}", 1))
+        write_text_atomic(stem.with_suffix(".csv"), render(table, "csv", scale))
+        written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
     rank_md, rank_rows = ranking(summary)
     write_text_atomic(out_dir / "ranking.csv", rank_rows.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(out_dir / "ranking.md", "# Cross-dataset ranking\n\n" + RANKING_NOTE + "\n\n" + rank_md)
     index = [f"# {title}\n", INDEX_NOTE, "\n## Tables\n"]
-    index += [f"- [{'/'.join(map(str, keys))}]({table_name(keys)}.md)" for keys, _ in
-              summary.groupby(TABLE_KEYS, sort=False)]
+    index += [f"- [{'/'.join(map(str, keys))}]({table_name(keys)}.md) ({sizes.get(tuple(keys), '')})"
+              for keys, _ in summary.groupby(TABLE_KEYS, sort=False)]
     index += ["\n## Cross-dataset ranking\n", RANKING_NOTE + "\n", rank_md, "\n## All tables\n", render(summary, "md", scale)]
     write_text_atomic(out_dir / "README.md", "\n".join(index))
     for name in (records.MANIFEST, records.RESULTS):

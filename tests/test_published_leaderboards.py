@@ -31,3 +31,9 @@ def test_every_published_number_is_recomputed_from_the_records():
                                    rtol=1e-5, atol=1e-9, err_msg=str(keys))
     manifest = json.loads((BOARD / "manifest.json").read_text())
     assert "name = \"standard\"" in manifest["grid"]["text"]
+
+
+@pytest.mark.skipif(not (BOARD / "results.jsonl").exists(), reason="no published standard leaderboard")
+def test_each_published_table_names_the_sizes_behind_it():
+    text = (BOARD / "derm__cap100__small_cnn__test.md").read_text()
+    assert "Sizes: images 32 px; ddpm, medi, cbdm: 16 px, 500 training steps" in text
