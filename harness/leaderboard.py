@@ -187,9 +187,10 @@ def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = 
 
 def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: str = "bootstrap",
                    correction: str = "holm", b: int = LEADERBOARD_B, seed: int = 0,
-                   baseline: str = BASELINE) -> pd.DataFrame:
+                   baseline: str = BASELINE, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Per (table, non-baseline method) and prediction metric: `_diff` (method − baseline, over
     paired seeds), `_p` (two-sided) and `_p_adj` (corrected over every p of its table).
+    `metrics` limits the tests (default: every prediction metric in `frame`).
 
     bootstrap: the paired resamples of harness.stats.bootstrap_table (the baseline's shared by
     all methods of a table); p = 2·Φ(−|diff| / sd of the resampled diffs). The normal form
@@ -198,7 +199,7 @@ def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: s
     """
     if test not in TESTS[:-1]:
         raise ValueError(f"unknown significance test '{test}'; choose one of {TESTS}")
-    metrics = prediction_metrics(metric_columns(frame))
+    metrics = prediction_metrics(metric_columns(frame) if metrics is None else metrics)
     out = []
     for keys, table in frame.groupby(TABLE_KEYS, sort=False):
         base_rows = table[table["generator"] == baseline]

@@ -47,13 +47,12 @@ def test_paired_bootstrap_on_stored_predictions_pairs_the_seeds(tiny_run):
 
 
 def test_baseline_comparisons_pair_seeds_and_correct_within_a_table(tiny_run):
-    from harness.leaderboard import TABLE_KEYS, records_frame
-    from harness.significance import baseline_comparisons
+    from harness.leaderboard import baseline_tests, records_frame
 
     rows = records.load(tiny_run.run_dir)
     frame = records_frame(rows)
     frame["record_index"] = [i for i, r in enumerate(rows) if r.get("status") == "ok"]
-    result = baseline_comparisons(tiny_run.run_dir, rows, frame, TABLE_KEYS, metrics=["acc", "gap_acc", "fid"], b=200)
+    result = baseline_tests(tiny_run.run_dir, rows, frame, b=200, metrics=["acc", "gap_acc", "fid"])
     assert len(result) == 4 and "fid_p" not in result  # 2 scenarios x 2 methods; fidelity has no baseline
     for entry in result.itertuples():
         table = frame[(frame.scenario == entry.scenario)]
