@@ -59,3 +59,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """One tiny Stable Diffusion checkpoint on disk, shared (read-only) by the SD-family tests."""
+    from sd_toys import save_tiny_sd_checkpoint
+
+    return save_tiny_sd_checkpoint(tmp_path_factory.mktemp("tiny-sd"))

@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-from sd_toys import save_tiny_sd_checkpoint
 import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
@@ -36,11 +35,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def train():
     return Derm(config="cpu", n_train=90, n_val=10, n_test=15).load(0).train
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_tiny_sd_checkpoint(tmp_path_factory.mktemp("tiny-sd"))
 
 
 # -- resampling ------------------------------------------------------------------------------------
