@@ -74,25 +74,34 @@ def distribution(codes: np.ndarray, size: int) -> list[float]:
 def check_generator(name: str, splits, probes: dict[str, Probe], n_samples: int, seed: int,
                     params: dict | None = None) -> dict:
     train = splits.train
-    tones = len(train.attribute_vocab[ATTRIBUTE])
     generator = Registry().create("generator", name, {"config": "cpu", **(params or {})})
     generator.fit(train, seed=seed)
-    spec = SamplingSpec("fill", ratio=n_samples / len(train))
-    labels, attributes = plan_requests(train, ATTRIBUTE, spec, seed)
+    labels, attributes = fill_requests(train, n_samples, seed)
     images = generator.sample(labels, attributes, seed=seed)
-    class_hits = predict(probes["label"], images) == labels
+    return {"generator": name, "params": generator.params, "stats": generator.stats, "n_samples": len(images),
+            **judge(images, labels, attributes, train, probes)}
+
+
+def fill_requests(train: ImageSet, n_samples: int, seed: int):
+    """About n_samples requests, uniform over class x skin tone."""
+    return plan_requests(train, ATTRIBUTE, SamplingSpec("fill", ratio=n_samples / len(train)), seed)
+
+
+def judge(images: np.ndarray, labels: np.ndarray, attributes: dict, train: ImageSet, probes: dict[str, Probe]) -> dict:
+    """How often the real-image probes see the requested class and tone, and the samples' tone mix."""
+    tones = len(train.attribute_vocab[ATTRIBUTE])
     predicted_tone = predict(probes[ATTRIBUTE], images)
-    real_tone = predict(probes[ATTRIBUTE], train.images)
+    real_tone = distribution(predict(probes[ATTRIBUTE], train.images), tones)
     sample_tones = distribution(predicted_tone, tones)
     return {
-        "generator": name, "params": generator.params, "stats": generator.stats, "n_samples": len(images),
-        "class_accuracy": float(class_hits.mean()), "class_chance": 1 / train.num_classes,
+        "class_accuracy": float((predict(probes["label"], images) == labels).mean()),
+        "class_chance": 1 / train.num_classes,
         "tone_accuracy": float((predicted_tone == attributes[ATTRIBUTE]).mean()), "tone_chance": 1 / tones,
         "requested_tone_distribution": distribution(attributes[ATTRIBUTE], tones),
         "sample_tone_distribution_predicted": sample_tones,
         "train_tone_distribution": distribution(train.attributes[ATTRIBUTE], tones),
-        "train_tone_distribution_predicted": distribution(real_tone, tones),
-        "tone_tv_to_train_predicted": float(0.5 * np.abs(np.subtract(sample_tones, distribution(real_tone, tones))).sum()),
+        "train_tone_distribution_predicted": real_tone,
+        "tone_tv_to_train_predicted": float(0.5 * np.abs(np.subtract(sample_tones, real_tone)).sum()),
         # does the sample's tone depend on the requested tone at all? (chi-square test of independence)
         "tone_request_p": request_dependence_p(attributes[ATTRIBUTE], predicted_tone, tones),
     }

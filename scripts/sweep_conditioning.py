@@ -8,50 +8,43 @@ check_conditioning.py.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import torch
 
-from harness.sampling import SamplingSpec, plan_requests
+from harness.registry import Registry
 
 spec = importlib.util.spec_from_file_location("check_conditioning", Path(__file__).with_name("check_conditioning.py"))
 check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check)
 
 
-def generator_class(name: str):
-    module = importlib.import_module(f"plugins.generators.{name}")
-    return next(cls for cls in vars(module).values() if isinstance(cls, type) and getattr(cls, "name", None) == name)
-
-
 def main() -> None:
+    torch.set_num_threads(1)  # as check_conditioning.py: its probes are then the same on CPU
     splits = check.load_derm(0)
     probes, accuracy = check.fit_probes(splits, 0)
     print(json.dumps({"probes": accuracy}), flush=True)
     train = splits.train
-    labels, attributes = plan_requests(train, check.ATTRIBUTE, SamplingSpec("fill", ratio=300 / len(train)), 0)
-    real_tones = check.distribution(check.predict(probes[check.ATTRIBUTE], train.images), 3)
+    labels, attributes = check.fill_requests(train, 300, 0)
     for arg in sys.argv[1:]:
-        name, params, scales = arg.split(":", 2)[0], json.loads(arg.split(":", 1)[1].rsplit(":", 1)[0]), arg.rsplit(":", 1)[1]
-        generator = generator_class(name)(config="cpu", **params)
+        name, rest = arg.split(":", 1)
+        params, scales = json.loads(rest.rsplit(":", 1)[0]), rest.rsplit(":", 1)[1]
+        generator = Registry().create("generator", name, {"config": "cpu", **params})
         start = time.perf_counter()
         generator.fit(train, seed=0)
         fit_s = time.perf_counter() - start
         for scale in [float(s) for s in scales.split(",")]:
             generator.params["guidance_scale"] = scale
-            images = generator.sample(labels, attributes, seed=0)
-            tones = check.predict(probes[check.ATTRIBUTE], images)
-            mix = check.distribution(tones, 3)
+            result = check.judge(generator.sample(labels, attributes, seed=0), labels, attributes, train, probes)
             print(json.dumps({"generator": name, "params": params, "scale": scale, "fit_s": round(fit_s, 1),
-                              "class": float((check.predict(probes["label"], images) == labels).mean()),
-                              "tone": float((tones == attributes[check.ATTRIBUTE]).mean()), "tone_mix": mix,
-                              "real_mix": real_tones,
-                              "tv": round(0.5 * float(np.abs(np.subtract(mix, real_tones)).sum()), 3)}), flush=True)
+                              "class": result["class_accuracy"], "tone": result["tone_accuracy"],
+                              "tone_mix": result["sample_tone_distribution_predicted"],
+                              "real_mix": result["train_tone_distribution_predicted"],
+                              "tv": round(result["tone_tv_to_train_predicted"], 3)}), flush=True)
 
 
 if __name__ == "__main__":
