@@ -13,8 +13,10 @@ import pandas as pd
 
 from harness import records, stats
 from harness.cache import write_bytes_atomic
+from harness.contracts import ConfigError
 from harness.leaderboard import TABLE_KEYS, render
 from harness.metrics import HIGHER, METRICS
+from harness.registry import Registry
 
 #: the metrics the ranking is computed on (each where the run has it)
 RANKING_METRICS = ("acc", "worst_acc", "gap_acc", "auc_gap", "dp", "eo", "cas", "fid")
@@ -78,7 +80,6 @@ def table_sizes(rows: list[dict]) -> dict[tuple, str]:
     """Per table, the sizes its numbers were made at: image resolution, and each generator's
     training resolution and steps (steps as recorded by the generator; resolution from its
     resolved parameters)."""
-    from harness.registry import Registry
     registry, sizes = Registry(), {}
     by_table: dict[tuple, dict] = {}
     for r in rows:
@@ -93,7 +94,7 @@ def table_sizes(rows: list[dict]) -> dict[tuple, str]:
             try:
                 params = registry.get("generator", spec["generator"]["name"]).cls.resolve_params(spec["generator"]["params"])
                 resolution = params.get("resolution")
-            except Exception:  # a plugin that is not installed here: say less, not fail
+            except ConfigError:  # a plugin not installed here, or changed parameters: say less, not fail
                 resolution = None
             where = f"{resolution} px, " if resolution else ""
             entry["gens"].setdefault(f"{where}{int(steps)} training steps", []).append(spec["generator"]["label"])
