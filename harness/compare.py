@@ -19,6 +19,7 @@ from harness.metrics import HIGHER, METRICS
 from harness.stats import holm
 
 ROW_KEYS = TABLE_KEYS + ["method"]
+CSV_PRECISION = 1e-5  # relative; leaderboard CSVs are written with float_format "%.6g"
 
 
 def read_summary(source: Path) -> pd.DataFrame:
@@ -43,10 +44,12 @@ def compare(a: Path, b: Path, alpha: float = 0.05) -> pd.DataFrame:
             mean_a, mean_b = row[f"{name}_mean_a"], row[f"{name}_mean_b"]
             if pd.isna(mean_a) or pd.isna(mean_b):
                 continue
-            delta = mean_b - mean_a
+            # CSV leaderboards keep 6 significant digits: closer than that is the same value
+            same = math.isclose(mean_a, mean_b, rel_tol=CSV_PRECISION, abs_tol=1e-12)
+            delta = 0.0 if same else mean_b - mean_a
             better = delta > 0 if METRICS[name].direction == HIGHER else delta < 0
-            p = _welch(row[f"{name}_mean_a"], row[f"{name}_sd_a"], row["n_seeds_a"],
-                       row[f"{name}_mean_b"], row[f"{name}_sd_b"], row["n_seeds_b"])
+            p = _welch(mean_a, row[f"{name}_sd_a"], row["n_seeds_a"],
+                       mean_a if same else mean_b, row[f"{name}_sd_b"], row["n_seeds_b"])
             rows.append({**{k: row[k] for k in ROW_KEYS}, "metric": name, "a": mean_a, "b": mean_b, "delta": delta,
                          "change": "same" if delta == 0 else ("better" if better else "worse"), "p": p})
     table = pd.DataFrame(rows)

@@ -28,3 +28,15 @@ def test_noise_is_not_significant_and_one_seed_cannot_be_tested(tmp_path):
     assert not compare(a, b).set_index("metric").loc["acc", "significant"]
     one = compare(_summary(tmp_path / "c.csv", 0.8, 0.1, n=1), _summary(tmp_path / "d.csv", 0.7, 0.1, n=1))
     assert one["p"].isna().all() and not one["significant"].any()
+
+
+def test_a_run_compared_with_its_own_published_csv_has_no_changes(tmp_path):
+    from harness.leaderboard import load_summary, render
+    from leaderboard_toys import write_run
+
+    run = write_run(tmp_path / "run", {"none": 0.7, "better": 0.9}, seeds=3)
+    csv = tmp_path / "board.csv"
+    csv.write_text(render(load_summary(run), "csv"))  # 6 significant digits, as published
+    table = compare(csv, run)
+    assert len(table) > 0
+    assert set(table["change"]) == {"same"} and not table["significant"].any()
