@@ -260,6 +260,7 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     return Grid(data.get("name", Path(source).stem), source, text, seeds, list(splits), data.get("cas", False),
                 data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
                 data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
+                # generator_seeds == seeds is the default behaviour: store 0 so cell keys stay as without the key
                 generator_seeds if generator_seeds != seeds else 0, executor, workers)
 
 
