@@ -148,7 +148,10 @@ def test_check_and_compare_read_the_csv_with_p_columns(hand_run, tmp_path, capsy
     board = tmp_path / "board.csv"
     assert main(["leaderboard", str(hand_run), "--format", "csv", "--output", str(board)]) == 0
     assert main(["check", str(hand_run), "--baseline", str(board)]) == 0
-    assert main(["compare", str(board), str(hand_run)]) == 0
+    # against a run where one method really improved (the same run would have no changes)
+    improved = write_run(tmp_path / "improved", {**METHODS, "better": 0.97}, fid={"better": 30.0, "worse": 60.0})
+    capsys.readouterr()
+    assert main(["compare", str(board), str(improved)]) == 0
     assert "better" in capsys.readouterr().out
 
 
