@@ -281,9 +281,8 @@ def load_records(run_dir: Path, merge: Sequence[Path] = (), prefer_run: bool = F
     for source in merge:
         folder, source_rows = read_source(Path(source))
         source_rows = [_absolute(r, folder) for r in source_rows]
+        check_labels_agree(rows + source_rows)  # before merging, which may drop one side's meaning
         rows = merge_rows(rows, source_rows, str(source), prefer_run)
-    if merge:
-        check_labels_agree(rows)
     return rows
 
 
@@ -301,8 +300,15 @@ def merge_rows(own: list[dict], published: list[dict], name: str, prefer_run: bo
                           ("" if prefer_run else " (pass --prefer-run to keep the run's)"))
     if prefer_run:
         return own + [r for r in published if r.get("status") != "ok" or row_key(r) not in mine]
-    replaced = set(shared)
-    return [r for r in own if r.get("status") != "ok" or row_key(r) not in replaced] + published
+    out, placed = [], set()
+    for r in own:  # a replaced row takes the place of the run's, so tables keep the run's method order
+        key = row_key(r) if r.get("status") == "ok" else None
+        if key not in theirs:
+            out.append(r)
+        elif key not in placed:
+            out += theirs[key]
+            placed.add(key)
+    return out + [r for r in published if r.get("status") != "ok" or row_key(r) not in placed]
 
 
 def _absolute(record: dict, folder: Path) -> dict:
