@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -20,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from filelock import FileLock
 
 from harness import progress
@@ -33,6 +35,21 @@ def stable_hash(*parts: Any) -> str:
     """Hash of JSON-serialisable parts; equal inputs give equal keys across runs and machines."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def to_json_value(value: Any) -> Any:
+    """`value` with what JSON cannot hold made JSON: non-finite floats -> None, numpy -> lists and numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json_value(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json_value(value.item())
+    return value
 
 
 def file_sha256(path: Path) -> str:
@@ -83,7 +100,7 @@ class Cache:
             tmp.mkdir(parents=True)
             try:
                 started = time.perf_counter()
-                info = json.loads(json.dumps(compute(tmp) or {}, default=str))  # as a reader will see it
+                info = json.loads(json.dumps(to_json_value(compute(tmp) or {}), default=str))  # as readers see it
                 meta = {"kind": kind, "key": key, "info": info, "compute_s": round(time.perf_counter() - started, 3),
                         "files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}}
                 meta["meta_sha256"] = _meta_digest(meta)

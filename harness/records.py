@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from harness import progress
-from harness.cache import file_sha256, write_bytes_atomic
+from harness.cache import file_sha256, to_json_value, write_bytes_atomic
 from harness.metrics import METRICS
 
 RESULTS = "results.jsonl"
@@ -97,20 +97,6 @@ def replicate(seed_index: int, generator_seeds: int, has_generator: bool) -> dic
 
 
 # ---- JSON lines --------------------------------------------------------------------------
-
-def to_json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): to_json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_json_value(value.tolist())
-    if isinstance(value, np.generic):
-        return to_json_value(value.item())
-    return value
-
 
 def dumps(record: dict) -> str:
     stored = {k: v for k, v in record.items() if v is not None}

@@ -9,8 +9,9 @@ and the grid goes on.
 
 Every key covers what changes its output: plugin name, version, resolved parameters and source
 digest, the core code of the stage (scenario cuts, sampling plans, metrics), upstream keys and
-seeds. A cell's key adds the evaluation settings and the metric code, so changing them
-recomputes the records (from cached predictions). A cell is done when every split it evaluates
+seeds. A cell's key adds the evaluation settings, the metric code and its plugins' versions and
+source digests, so changing any of them recomputes the cell's records (from the cache where
+the stages themselves did not change). A cell is done when every split it evaluates
 has a record whose predictions files match their checksums.
 """
 from __future__ import annotations
@@ -123,8 +124,7 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                      device, max(0, retries))
     registry = _registry(ctx)
     check_grid(grid, registry)
-    evaluation = stable_hash(ctx.evaluation())
-    cells = [dataclasses.replace(cell, evaluation=evaluation)
+    cells = [dataclasses.replace(cell, context=cell_context(cell, ctx, registry))
              for cell in grid.cells(lambda spec: registry.get("generator", spec.name).cls.produces_images, only)]
     if not cells:
         raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
@@ -140,6 +140,15 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                           device, retries, address, started)
     finally:
         run_lock.release()
+
+
+def cell_context(cell: Cell, ctx: RunContext, registry: Registry) -> str:
+    """What a cell's records depend on beyond its spec: the evaluation settings and the version and
+    source digest of its three plugins (so an edited plugin's cells are recomputed on resume)."""
+    plugins = [(info.name, info.version, info.source_digest) for info in
+               (registry.get(kind, spec.name) for kind, spec in
+                (("dataset", cell.dataset), ("generator", cell.generator), ("classifier", cell.classifier)))]
+    return stable_hash(ctx.evaluation(), plugins)
 
 
 def schedule(cells: list[Cell], registry: Registry) -> list[Cell]:
@@ -167,7 +176,7 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
         {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {},
          "device": device, "retries": retries, "address": address}))
 
-    kept = _finished_records(run_dir, records.load(run_dir), ctx.splits)
+    kept = _finished_records(run_dir, records.load(run_dir), ctx.splits, _grid_keys(grid, ctx, registry))
     done = {r["cell_key"] for r in kept}
     todo = schedule([c for c in cells if c.key not in done], registry)
     summary = RunSummary(run_dir, len(cells), 0, len(cells) - len(todo))
@@ -202,14 +211,32 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
     return summary
 
 
-def _finished_records(run_dir: Path, existing: list[dict], splits: tuple[str, ...]) -> list[dict]:
-    """The records of cells that are done: every evaluated split has an ok record whose
+def _grid_keys(grid: Grid, ctx: RunContext, registry: Registry) -> dict[str, str]:
+    """For every cell of the grid (--only aside): the hash of its spec -> its key in this run."""
+    produces = lambda spec: registry.get("generator", spec.name).cls.produces_images  # noqa: E731
+    return {stable_hash(c.spec()): dataclasses.replace(c, context=cell_context(c, ctx, registry)).key
+            for c in grid.cells(produces)}
+
+
+def _finished_records(run_dir: Path, existing: list[dict], splits: tuple[str, ...],
+                      grid_keys: dict[str, str]) -> list[dict]:
+    """The records to keep: cells that are done, i.e. every evaluated split has an ok record whose
     predictions files exist and match their checksums. Failed cells are retried; a cell with a
-    missing split or a damaged predictions file is recomputed (from the cache, which restores it)."""
+    missing split or a damaged predictions file is recomputed (from the cache, which restores it).
+    A record of a grid cell made with other plugin code or evaluation settings is dropped, so old
+    and new results are never pooled; records of cells outside the grid are kept."""
     by_cell: dict[str, list[dict]] = {}
+    stale = 0
     for r in existing:
-        if r.get("status") == "ok":
-            by_cell.setdefault(r["cell_key"], []).append(r)
+        if r.get("status") != "ok":
+            continue
+        if grid_keys.get(stable_hash(r["spec"]), r["cell_key"]) != r["cell_key"]:
+            stale += 1
+            continue
+        by_cell.setdefault(r["cell_key"], []).append(r)
+    if stale:
+        progress.info(f"{stale} records in {run_dir / records.RESULTS} were made with other plugin code or "
+                      f"evaluation settings; their cells are recomputed")
     kept = []
     for key, rows in by_cell.items():
         problems = [p for p in (records.predictions_problem(run_dir, r) for r in rows) if p]
