@@ -250,3 +250,23 @@ def test_two_proportions_samplings_of_one_ratio_are_two_methods(tmp_path):
     assert sorted(frame["method"]) == ["noisy_copy [proportions-1 (0.5/0.5)]", "noisy_copy [proportions-1 (0.9/0.1)]",
                                        "none"]
     assert len(load_summary(tmp_path / "run")) == 3
+
+
+def test_a_damaged_feature_cache_is_reported_by_path_and_recomputed(tmp_path, capsys):
+    import torch
+
+    from harness.metrics import features
+    from harness.toydata import toy_imageset
+
+    if "flat@4" not in features.EXTRACTORS:
+        features.register_extractor("flat@4", lambda: features.FeatureExtractor(
+            "flat@4", 48, torch.nn.Flatten(), 4, lambda x: x))
+    images = toy_imageset(10, 8, seed=0)
+    first = features.image_features(images, "flat@4", tmp_path)
+    [stored] = (tmp_path / "features").glob("*/features.npz")
+    data = bytearray(stored.read_bytes())
+    data[200] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    again = features.image_features(images, "flat@4", tmp_path)
+    assert f"cache artifact {stored.parent} is corrupted (checksum mismatch in features.npz)" in capsys.readouterr().err
+    assert np.array_equal(first, again)
