@@ -240,21 +240,11 @@ def read_predictions(run_dir: Path, record: dict, mode: str = "augmented") -> pd
 def read_source(source: Path) -> tuple[Path, list[dict]]:
     """(folder its predictions paths are relative to, records) of a run folder or results file."""
     source = Path(source)
-    if source.is_dir():
-        if not (source / RESULTS).is_file():
-            raise FileNotFoundError(f"--merge {source}: no {RESULTS} in that folder")
-        return source, load(source)
-    if not source.is_file():
+    if source.is_dir() and not (source / RESULTS).is_file():
+        raise FileNotFoundError(f"--merge {source}: no {RESULTS} in that folder")
+    if not source.exists():
         raise FileNotFoundError(f"--merge {source}: no such run folder or results file")
-    rows = []
-    for number, line in enumerate(source.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"--merge {source}:{number} is not a JSON record ({exc})") from None
-            rows.append(from_json(data, f"{source}:{number}"))
-    return source.parent, rows
+    return (source if source.is_dir() else source.parent), load(source)
 
 
 def load_records(run_dir: Path, merge: Sequence[Path] = (), prefer_run: bool = False) -> list[dict]:

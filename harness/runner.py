@@ -101,7 +101,8 @@ _REGISTRIES: dict[tuple, Registry] = {}
 
 def _registry(ctx: RunContext) -> Registry:
     # the files' contents are in the key: an edited plugin file is loaded again, not served stale
-    key = (ctx.plugin_files, ctx.blocked, tuple(file_sha256(Path(p)) if Path(p).is_file() else "" for p in ctx.plugin_files))
+    contents = tuple(file_sha256(Path(p)) if Path(p).is_file() else "" for p in ctx.plugin_files)
+    key = (ctx.plugin_files, ctx.blocked, contents)
     if key not in _REGISTRIES:
         _REGISTRIES[key] = Registry(ctx.plugin_files, ctx.blocked)
     return _REGISTRIES[key]
@@ -124,8 +125,7 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                      device, max(0, retries))
     registry = _registry(ctx)
     check_grid(grid, registry)
-    cells = [dataclasses.replace(cell, context=cell_context(cell, ctx, registry))
-             for cell in grid.cells(lambda spec: registry.get("generator", spec.name).cls.produces_images, only)]
+    cells = _keyed_cells(grid, ctx, registry, only)
     if not cells:
         raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
     run_dir = Path(run_dir)
@@ -140,6 +140,13 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                           device, retries, address, started)
     finally:
         run_lock.release()
+
+
+def _keyed_cells(grid: Grid, ctx: RunContext, registry: Registry, only: dict | None = None) -> list[Cell]:
+    """The grid's cells (after --only), each keyed with its context (cell_context)."""
+    produces_images = lambda spec: registry.get("generator", spec.name).cls.produces_images  # noqa: E731
+    return [dataclasses.replace(cell, context=cell_context(cell, ctx, registry))
+            for cell in grid.cells(produces_images, only)]
 
 
 def cell_context(cell: Cell, ctx: RunContext, registry: Registry) -> str:
@@ -176,7 +183,8 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
         {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {},
          "device": device, "retries": retries, "address": address}))
 
-    kept = _finished_records(run_dir, records.load(run_dir), ctx.splits, _grid_keys(grid, ctx, registry))
+    grid_keys = {stable_hash(cell.spec()): cell.key for cell in _keyed_cells(grid, ctx, registry)}  # --only aside
+    kept = _finished_records(run_dir, records.load(run_dir), ctx.splits, grid_keys)
     done = {r["cell_key"] for r in kept}
     todo = schedule([c for c in cells if c.key not in done], registry)
     summary = RunSummary(run_dir, len(cells), 0, len(cells) - len(todo))
@@ -211,20 +219,14 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
     return summary
 
 
-def _grid_keys(grid: Grid, ctx: RunContext, registry: Registry) -> dict[str, str]:
-    """For every cell of the grid (--only aside): the hash of its spec -> its key in this run."""
-    produces = lambda spec: registry.get("generator", spec.name).cls.produces_images  # noqa: E731
-    return {stable_hash(c.spec()): dataclasses.replace(c, context=cell_context(c, ctx, registry)).key
-            for c in grid.cells(produces)}
-
-
 def _finished_records(run_dir: Path, existing: list[dict], splits: tuple[str, ...],
                       grid_keys: dict[str, str]) -> list[dict]:
     """The records to keep: cells that are done, i.e. every evaluated split has an ok record whose
     predictions files exist and match their checksums. Failed cells are retried; a cell with a
     missing split or a damaged predictions file is recomputed (from the cache, which restores it).
-    A record of a grid cell made with other plugin code or evaluation settings is dropped, so old
-    and new results are never pooled; records of cells outside the grid are kept."""
+    A record of a grid cell (grid_keys: spec hash -> key in this run) made with other plugin code
+    or evaluation settings is dropped, so old and new results are never pooled; records of cells
+    outside the grid are kept."""
     by_cell: dict[str, list[dict]] = {}
     stale = 0
     for r in existing:
