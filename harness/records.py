@@ -37,8 +37,6 @@ PREDICTIONS = "predictions"
 MANIFEST = "manifest.json"
 #: 1: records without `schema_version` (before plugin identity and checksums); 2: this layout
 SCHEMA_VERSION = 2
-#: the variance sources a replicate index is recorded for
-REPLICATE_SOURCES = ("cut", "generator", "classifier")
 
 
 class RecordError(ValueError):
@@ -61,7 +59,7 @@ class Record:
     spec: dict  # the grid entries of the cell (labels, names, grid params, sampling spec)
     schema_version: int = SCHEMA_VERSION
     seeds: dict | None = None  # stage -> seed: scenario, generator, sampling, classifier
-    replicate: dict | None = None  # variance source -> replicate index (REPLICATE_SOURCES)
+    replicate: dict | None = None  # variance source (cut, generator, classifier) -> replicate index
     plugins: dict | None = None  # dataset/generator/classifier identity, attribute, label_names
     eval: dict | None = None  # evaluation settings the metrics were computed with
     metrics: dict | None = None  # metric -> value (None where undefined)
