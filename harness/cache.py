@@ -2,8 +2,9 @@
 
 An artifact is a directory named by the hash of everything it depends on. It is built in a
 temporary directory, its files' SHA-256 sums are written to meta.json last, and the directory
-is renamed into place in one step, so a reader never sees a partial artifact. On read the sums
-are verified; a corrupted artifact is reported, removed and recomputed. A process killed
+is renamed into place in one step, so a reader never sees a partial artifact. meta.json carries
+a checksum of itself (its `info`, which readers use, included). On read the sums are verified; a
+corrupted artifact is reported, removed and recomputed. A process killed
 mid-build leaves only a `.tmp-` directory, which is never read and which the next builder of
 that key removes. A file lock per key makes two processes sharing a cache compute each
 artifact once, and only the lock holder ever removes an artifact.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -19,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from filelock import FileLock
 
 from harness import progress
@@ -34,12 +37,33 @@ def stable_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def to_json_value(value: Any) -> Any:
+    """`value` with what JSON cannot hold made JSON: non-finite floats -> None, numpy -> lists and numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json_value(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json_value(value.item())
+    return value
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def files_digest(paths) -> str:
+    """One digest (20 hex digits) of the contents of some files, independent of their paths and order."""
+    digests = sorted(file_sha256(Path(path)) for path in paths)
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:20]
 
 
 class Cache:
@@ -76,9 +100,10 @@ class Cache:
             tmp.mkdir(parents=True)
             try:
                 started = time.perf_counter()
-                info = compute(tmp) or {}
+                info = json.loads(json.dumps(to_json_value(compute(tmp) or {}), default=str))  # as readers see it
                 meta = {"kind": kind, "key": key, "info": info, "compute_s": round(time.perf_counter() - started, 3),
                         "files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}}
+                meta["meta_sha256"] = _meta_digest(meta)
                 write_json_atomic(tmp / META, meta)
                 os.replace(tmp, final)
             finally:
@@ -99,6 +124,8 @@ class Cache:
             meta = json.loads(meta_path.read_text())
             if meta["key"] != final.name:
                 return None, f"{META} belongs to artifact {meta['key']}, not {final.name}"
+            if meta.get("meta_sha256") != _meta_digest(meta):
+                return None, f"{META} does not match its checksum"
             for name, digest in meta["files"].items():
                 if file_sha256(final / name) != digest:
                     return None, f"checksum mismatch in {name}"
@@ -117,6 +144,12 @@ class Cache:
             leftovers.append(quarantine)
         for path in leftovers:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _meta_digest(meta: dict) -> str:
+    """Checksum of everything in meta.json but the build time and the checksum itself."""
+    checked = {k: v for k, v in meta.items() if k not in ("compute_s", "meta_sha256")}
+    return hashlib.sha256(json.dumps(checked, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -80,6 +80,9 @@ class Cell:
     classifier: PluginSpec
     seed_index: int
     generator_seeds: int = 0  # 0: every seed has its own scenario cut, generator fit and samples
+    #: digest of what else the cell's records depend on: evaluation settings, plugin versions and
+    #: source digests (set by the runner); part of the key, not of the spec
+    context: str = ""
 
     @property
     def id(self) -> str:
@@ -94,7 +97,7 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return stable_hash(self.spec())
+        return stable_hash(self.spec(), self.context) if self.context else stable_hash(self.spec())
 
     # Seeds per stage, derived from exactly what the stage depends on (common random numbers:
     # every generator sees the same skewed split, every method the same classifier seed).

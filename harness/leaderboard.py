@@ -9,7 +9,6 @@ Reading guide: docs/leaderboards.md.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +19,7 @@ from scipy import stats as sps
 from tabulate import tabulate
 
 from harness import progress, records, stats
+from harness.records import load_records
 from harness.metrics import HIGHER, METRICS
 from harness.metrics.stored import eval_input_from_record
 from harness.significance import ALPHA, BASELINE, marker, prediction_metrics
@@ -33,67 +33,6 @@ TESTS = ("bootstrap", "paired-t", "wilcoxon", "none")
 LEADERBOARD_B = 50
 Z_975 = float(sps.norm.ppf(0.975))
 TEST_NAMES = {"bootstrap": "paired bootstrap", "paired-t": "paired t over seeds", "wilcoxon": "Wilcoxon over seeds"}
-
-
-# ---- records: one run, plus merged sources ----
-
-def load_records(run_dir: Path, merge: Sequence[Path] = ()) -> list[dict]:
-    """The run's records followed by those of each merge source (a run folder or a results
-    JSON-lines file). A (cell_key, split) already present (the run's own first, then earlier
-    sources) wins. Merged records get absolute `predictions_file` paths (resolved against their
-    own folder) so significance tests read the right files."""
-    rows = records.load(Path(run_dir))
-    seen = {_record_id(r) for r in rows}
-    for source in merge:
-        folder, source_rows = _read_source(Path(source))
-        for r in source_rows:
-            if _record_id(r) in seen:
-                continue
-            seen.add(_record_id(r))
-            if r.get("predictions_file"):
-                r = {**r, "predictions_file": str((folder / r["predictions_file"]).resolve())}
-            rows.append(r)
-    if merge:
-        _check_labels_agree(rows)
-    return rows
-
-
-def _record_id(record: dict) -> tuple:
-    # cell_key hashes the full cell spec, seed index included
-    return record.get("cell_key"), record.get("seed_index"), record.get("split")
-
-
-def _read_source(source: Path) -> tuple[Path, list[dict]]:
-    if source.is_dir():
-        if not (source / records.RESULTS).is_file():
-            raise FileNotFoundError(f"--merge {source}: no {records.RESULTS} in that folder")
-        return source, records.load(source)
-    if not source.is_file():
-        raise FileNotFoundError(f"--merge {source}: no such run folder or results file")
-    rows = []
-    for number, line in enumerate(source.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"--merge {source}:{number} is not a JSON record ({exc})") from None
-    return source.parent, rows
-
-
-def _check_labels_agree(rows: list[dict]) -> None:
-    """A label must name the same plugin and parameters in every source, or rows of different
-    methods (or tables on different test sets) would be pooled."""
-    meaning: dict[tuple[str, str], str] = {}
-    for r in rows:
-        if r.get("status") != "ok":
-            continue
-        for kind in ("dataset", "generator", "classifier"):
-            spec = r["spec"][kind]
-            described = json.dumps({"name": spec["name"], "params": spec.get("params", {})}, sort_keys=True)
-            previous = meaning.setdefault((kind, spec["label"]), described)
-            if previous != described:
-                raise ValueError(f"{kind} label '{spec['label']}' means {previous} in one source and {described} in "
-                                 f"another; give one of them another label in its grid before merging")
 
 
 # ---- summary ----
@@ -110,7 +49,7 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
         flat.append({
             "dataset": spec["dataset"]["label"], "scenario": spec["scenario"],
             "generator": spec["generator"]["label"],
-            "sampling": _sampling_label(spec["sampling"]),
+            "sampling": records.sampling_label(spec["sampling"]),
             "classifier": spec["classifier"]["label"], "split": r["split"], "seed_index": r["seed_index"],
             "record_index": index,
             "fidelity_extractor": fidelity.get("extractor"),
@@ -123,10 +62,6 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
     multi = frame.groupby(TABLE_KEYS + ["generator"])["sampling"].transform("nunique") > 1
     frame["method"] = np.where(multi, frame["generator"] + " [" + frame["sampling"] + "]", frame["generator"])
     return frame
-
-
-def _sampling_label(sampling: dict | None) -> str:
-    return "real" if not sampling else f"{sampling['strategy']}-{sampling['ratio']:g}"
 
 
 def _fidelity_n(fidelity: dict) -> str:
@@ -163,10 +98,10 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = "none", correction: str = "holm",
-                 b: int = LEADERBOARD_B, seed: int = 0) -> pd.DataFrame:
-    """The summary of a run (plus merged sources); with a significance test, also
-    `<metric>_p` and `<metric>_p_adj` against the real-only baseline of each table."""
-    rows = load_records(Path(run_dir), merge)
+                 b: int = LEADERBOARD_B, seed: int = 0, prefer_run: bool = False) -> pd.DataFrame:
+    """The summary of a run (plus merged sources, see records.load_records); with a significance
+    test, also `<metric>_p` and `<metric>_p_adj` against the real-only baseline of each table."""
+    rows = load_records(Path(run_dir), merge, prefer_run)
     frame = records_frame(rows)
     if frame.empty:
         raise FileNotFoundError(f"no successful result records in {Path(run_dir) / records.RESULTS}; "

@@ -13,10 +13,8 @@ import pandas as pd
 
 from harness import records, stats
 from harness.cache import write_bytes_atomic
-from harness.contracts import ConfigError
 from harness.leaderboard import TABLE_KEYS, render
 from harness.metrics import HIGHER, METRICS
-from harness.registry import Registry
 
 #: the metrics the ranking is computed on (each where the run has it)
 RANKING_METRICS = ("acc", "worst_acc", "gap_acc", "auc_gap", "dp", "eo", "cas", "fid")
@@ -78,24 +76,21 @@ def ranking(summary: pd.DataFrame, metrics=RANKING_METRICS, alpha: float = 0.05)
 
 def table_sizes(rows: list[dict]) -> dict[tuple, str]:
     """Per table, the sizes its numbers were made at: image resolution, and each generator's
-    training resolution and steps (steps as recorded by the generator; resolution from its
-    resolved parameters)."""
-    registry, sizes = Registry(), {}
+    training resolution and steps (steps as recorded by the generator; resolution from the
+    generator's resolved parameters in the record; left out where the record has none)."""
+    sizes: dict[tuple, str] = {}
     by_table: dict[tuple, dict] = {}
     for r in rows:
         if r.get("status") != "ok":
             continue
         spec = r["spec"]
         keys = (spec["dataset"]["label"], spec["scenario"], spec["classifier"]["label"], r["split"])
-        image = ((r.get("plugins") or {}).get("dataset") or {}).get("params", {}).get("resolution")
+        plugins = r.get("plugins") or {}
+        image = ((plugins.get("dataset") or {}).get("params") or {}).get("resolution")
         entry = by_table.setdefault(keys, {"image": image, "gens": {}})
         steps = (r.get("generator_stats") or {}).get("train_steps")
         if steps:
-            try:
-                params = registry.get("generator", spec["generator"]["name"]).cls.resolve_params(spec["generator"]["params"])
-                resolution = params.get("resolution")
-            except ConfigError:  # a plugin not installed here, or changed parameters: say less, not fail
-                resolution = None
+            resolution = ((plugins.get("generator") or {}).get("params") or {}).get("resolution")
             where = f"{resolution} px, " if resolution else ""
             entry["gens"].setdefault(f"{where}{int(steps)} training steps", []).append(spec["generator"]["label"])
     for keys, entry in by_table.items():

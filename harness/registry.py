@@ -3,6 +3,14 @@
 Discovery order: the entry-point group "harness" (built-ins are registered there exactly like
 a third party's), then plugin files given with --plugins. Names blocked with --block are
 skipped, whether they name an entry point or a single plugin.
+
+Each plugin carries a digest of its source, which every cache key that depends on the plugin
+includes, so an edited plugin recomputes without a version bump. It covers the files of the
+classes in the plugin's MRO that belong to the plugin's own top-level package or to harness
+(e.g. harness/contracts.py), plus every module of the plugin's own package that those modules
+reference at module level (imported helpers such as plugins/generators/_preferences.py), followed
+transitively. Third-party libraries (torch, diffusers, ...) and harness helpers a plugin merely
+calls are not part of it; their versions are in the run manifest.
 """
 from __future__ import annotations
 
@@ -15,11 +23,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from typing import Iterable
 
 import pluggy
 
 from harness import hookspecs
+from harness.cache import files_digest
 from harness.contracts import Classifier, ConfigError, Dataset, Generator, PluginBase
 
 BASE_FOR_KIND = {"dataset": Dataset, "generator": Generator, "classifier": Classifier}
@@ -36,6 +46,7 @@ class PluginInfo:
     version: str
     cls: type
     origin: str  # where it came from: entry point / file, with module:line
+    source_digest: str = ""  # see source_digest()
 
 
 class Registry:
@@ -115,7 +126,7 @@ class Registry:
             location = f"{cls.__module__}:{line}"
         except (OSError, TypeError):
             location = cls.__module__
-        return PluginInfo(kind, cls.name, str(cls.version), cls, f"{source} ({location})")
+        return PluginInfo(kind, cls.name, str(cls.version), cls, f"{source} ({location})", source_digest(cls))
 
     # -- lookup ----------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> PluginInfo:
@@ -133,3 +144,34 @@ class Registry:
 
     def all(self) -> list[PluginInfo]:
         return [info for kind in self.plugins for info in sorted(self.plugins[kind].values(), key=lambda i: i.name)]
+
+
+def source_digest(cls: type) -> str:
+    """SHA-256 (20 hex digits) of the source files that define a plugin class (see the module docstring).
+    Independent of where the files lie, so one plugin file gives one digest on every machine."""
+    return files_digest(plugin_source_files(cls))
+
+
+def plugin_source_files(cls: type) -> list[str]:
+    """The files source_digest() hashes: MRO modules in the plugin's package or harness, and the
+    modules of the plugin's package they reference at module level, transitively."""
+    own = cls.__module__.split(".")[0]
+    pending = [sys.modules[k.__module__] for k in cls.__mro__
+               if k.__module__.split(".")[0] in (own, "harness") and k.__module__ in sys.modules]
+    seen: dict[str, str] = {}
+    while pending:
+        module = pending.pop()
+        path = getattr(module, "__file__", None)
+        if module.__name__ in seen or not path:
+            continue
+        seen[module.__name__] = path
+        pending += [m for m in map(_module_of, vars(module).values())
+                    if m is not None and m.__name__.split(".")[0] == own and m.__name__ not in seen]
+    return sorted(set(seen.values()))
+
+
+def _module_of(value: Any) -> ModuleType | None:
+    if isinstance(value, ModuleType):
+        return value
+    name = getattr(value, "__module__", None)
+    return sys.modules.get(name) if isinstance(name, str) else None

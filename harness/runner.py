@@ -6,12 +6,22 @@ A cell's stages, each an artifact keyed by what it depends on:
   -> classifier predictions on the real test splits (augmented, and synthetic-only for CAS).
 A failing stage fails only its cell: the record names the stage, the plugin and the error,
 and the grid goes on.
+
+Every key covers what changes its output: plugin name, version, resolved parameters and source
+digest, the core code of the stage (scenario cuts, sampling plans, metrics), upstream keys and
+seeds. A cell's key adds the evaluation settings, the metric code and its plugins' versions and
+source digests, so changing any of them recomputes the cell's records (from the cache where
+the stages themselves did not change). A cell is done when every split it evaluates
+has a record whose predictions files match their checksums.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import difflib
 import json
 import math
+import os
 import resource
 import time
 import traceback
@@ -21,12 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-
 from filelock import FileLock, Timeout
 
-from harness import progress, records
-from harness.cache import Cache, stable_hash, write_json_atomic
+from harness import metrics as metrics_package
+from harness import progress, records, sampling, scenarios
+from harness.cache import Cache, file_sha256, files_digest, stable_hash, write_json_atomic
 from harness.contracts import ConfigError, Dataset, Generator
 from harness.data import DataError, ImageSet, Splits
 from harness.devices import check_device_name, resolve_device, wants_gpu, with_device
@@ -42,6 +51,10 @@ from harness.sampling import plan_requests
 #: the dataset is realised once with this seed so every cell shares one test set; replicate
 #: seeds vary the scenario cut, the generator and the classifier instead
 DATA_SEED = 0
+#: digests of the core code that shapes a stage's output (plugin code has its own digest)
+SCENARIO_CODE = files_digest([scenarios.__file__])
+SAMPLING_CODE = files_digest([sampling.__file__])
+METRICS_CODE = files_digest(sorted(Path(metrics_package.__file__).parent.glob("*.py")))
 
 
 class PluginOutputError(RuntimeError):
@@ -65,6 +78,12 @@ class RunContext:
     device: str = "auto"  # given to plugins that declare a `device` parameter
     retries: int = 0  # times a failed cell is rerun within the run
 
+    def evaluation(self) -> dict[str, Any]:
+        """The settings a record's metrics depend on (beyond the cell's spec); part of the cell key."""
+        return {"splits": list(self.splits), "cas": self.cas, "min_group_n": self.min_group_n,
+                "fidelity": self.fidelity, "feature_extractor": self.feature_extractor, "fid_draws": self.fid_draws,
+                "metrics_code": METRICS_CODE}
+
 
 @dataclass
 class RunSummary:
@@ -81,7 +100,9 @@ _REGISTRIES: dict[tuple, Registry] = {}
 
 
 def _registry(ctx: RunContext) -> Registry:
-    key = (ctx.plugin_files, ctx.blocked)
+    # the files' contents are in the key: an edited plugin file is loaded again, not served stale
+    contents = tuple(file_sha256(Path(p)) if Path(p).is_file() else "" for p in ctx.plugin_files)
+    key = (ctx.plugin_files, ctx.blocked, contents)
     if key not in _REGISTRIES:
         _REGISTRIES[key] = Registry(ctx.plugin_files, ctx.blocked)
     return _REGISTRIES[key]
@@ -104,7 +125,7 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                      device, max(0, retries))
     registry = _registry(ctx)
     check_grid(grid, registry)
-    cells = grid.cells(lambda spec: registry.get("generator", spec.name).cls.produces_images, only)
+    cells = _keyed_cells(grid, ctx, registry, only)
     if not cells:
         raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
     run_dir = Path(run_dir)
@@ -119,6 +140,22 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                           device, retries, address, started)
     finally:
         run_lock.release()
+
+
+def _keyed_cells(grid: Grid, ctx: RunContext, registry: Registry, only: dict | None = None) -> list[Cell]:
+    """The grid's cells (after --only), each keyed with its context (cell_context)."""
+    produces_images = lambda spec: registry.get("generator", spec.name).cls.produces_images  # noqa: E731
+    return [dataclasses.replace(cell, context=cell_context(cell, ctx, registry))
+            for cell in grid.cells(produces_images, only)]
+
+
+def cell_context(cell: Cell, ctx: RunContext, registry: Registry) -> str:
+    """What a cell's records depend on beyond its spec: the evaluation settings and the version and
+    source digest of its three plugins (so an edited plugin's cells are recomputed on resume)."""
+    plugins = [(info.name, info.version, info.source_digest) for info in
+               (registry.get(kind, spec.name) for kind, spec in
+                (("dataset", cell.dataset), ("generator", cell.generator), ("classifier", cell.classifier)))]
+    return stable_hash(ctx.evaluation(), plugins)
 
 
 def schedule(cells: list[Cell], registry: Registry) -> list[Cell]:
@@ -141,14 +178,14 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
                executor: str, workers: int, only: dict | None, exit_on_error: bool, device: str, retries: int,
                address: str | None, started: float) -> RunSummary:
     write_json_atomic(run_dir / records.MANIFEST, build_manifest(
-        grid.source, grid.text, [{"kind": p.kind, "name": p.name, "version": p.version, "origin": p.origin}
-                                 for p in registry.all()],
+        grid.source, grid.text, [{"kind": p.kind, "name": p.name, "version": p.version, "origin": p.origin,
+                                  "source_digest": p.source_digest} for p in registry.all()],
         {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {},
          "device": device, "retries": retries, "address": address}))
 
-    existing = records.load(run_dir)
-    done = {r["cell_key"] for r in existing if r.get("status") == "ok"}
-    kept = [r for r in existing if r.get("status") == "ok"]  # failed cells are retried
+    grid_keys = {stable_hash(cell.spec()): cell.key for cell in _keyed_cells(grid, ctx, registry)}  # --only aside
+    kept = _finished_records(run_dir, records.load(run_dir), ctx.splits, grid_keys)
+    done = {r["cell_key"] for r in kept}
     todo = schedule([c for c in cells if c.key not in done], registry)
     summary = RunSummary(run_dir, len(cells), 0, len(cells) - len(todo))
     if summary.reused:
@@ -180,6 +217,36 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
         records.rewrite(run_dir, kept)
     summary.wall_s = time.perf_counter() - started
     return summary
+
+
+def _finished_records(run_dir: Path, existing: list[dict], splits: tuple[str, ...],
+                      grid_keys: dict[str, str]) -> list[dict]:
+    """The records to keep: cells that are done, i.e. every evaluated split has an ok record whose
+    predictions files exist and match their checksums. Failed cells are retried; a cell with a
+    missing split or a damaged predictions file is recomputed (from the cache, which restores it).
+    A record of a grid cell (grid_keys: spec hash -> key in this run) made with other plugin code
+    or evaluation settings is dropped, so old and new results are never pooled; records of cells
+    outside the grid are kept."""
+    by_cell: dict[str, list[dict]] = {}
+    stale = 0
+    for r in existing:
+        if r.get("status") != "ok":
+            continue
+        if grid_keys.get(stable_hash(r["spec"]), r["cell_key"]) != r["cell_key"]:
+            stale += 1
+            continue
+        by_cell.setdefault(r["cell_key"], []).append(r)
+    if stale:
+        progress.info(f"{stale} records in {run_dir / records.RESULTS} were made with other plugin code or "
+                      f"evaluation settings; their cells are recomputed")
+    kept = []
+    for key, rows in by_cell.items():
+        problems = [p for p in (records.predictions_problem(run_dir, r) for r in rows) if p]
+        if problems:
+            progress.warn(f"{problems[0]}; recomputing cell {rows[0]['cell_id']} seed {rows[0]['seed_index']}")
+        elif set(splits) <= {r["split"] for r in rows}:
+            kept += rows
+    return kept
 
 
 def check_grid(grid: Grid, registry: Registry) -> None:
@@ -216,15 +283,18 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
         cache = Cache(ctx.cache_root)
         stage, plugin = "dataset", f"dataset '{cell.dataset.name}'"
         dataset: Dataset = _create(registry, "dataset", cell.dataset, ctx.device)
-        splits_key, splits = _splits(cache, dataset)
+        identities = {"dataset": _identity(registry, dataset)}
+        splits_key, splits = _splits(cache, dataset, identities["dataset"])
         stage = "scenario"
         train_key, train, scenario_report = _scenario(cache, dataset, splits_key, splits, cell)
         generator_info: dict[str, Any] = {}
         synthetic_key, synthetic = None, None
         stage, plugin = "generator fit", f"generator '{cell.generator.name}'"
         generator: Generator = _create(registry, "generator", cell.generator, ctx.device)
+        identities["generator"] = _identity(registry, generator)
         if generator.produces_images:
-            generator_key, generator_info = _fit_generator(cache, generator, train_key, train, splits, cell)
+            generator_key, generator_info = _fit_generator(cache, generator, identities["generator"], train_key,
+                                                           train, splits, cell)
             stage = "generator sample"
             synthetic_key, synthetic, sample_info = _synthesise(cache, registry, cell, generator_key, train,
                                                                 dataset.primary_attribute, ctx.device)
@@ -246,19 +316,35 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
         if missing:
             raise DataError(f"dataset '{dataset.name}' has no split {missing}; the grid's `splits` may only list "
                             f"{sorted(splits.test_splits())}")
+        identities["classifier"] = predictions["__info__"]["classifier"]
         return _records(cell, ctx, dataset, splits, train, synthetic, predictions, cas_predictions,
                         {"splits": splits_key, "train": train_key, "synthetic": synthetic_key},
-                        scenario_report, generator_info, fidelity)
+                        scenario_report, generator_info, fidelity, identities)
     except (Exception, SystemExit) as exc:  # one cell's failure (even a plugin's sys.exit) must not stop the grid
         return [failure_record(cell, stage, plugin, exc)]
 
+
+@contextlib.contextmanager
+def plugin_cache_env(cache_root: str):
+    """HARNESS_CACHE names the run's --cache while a cell runs, so plugin-side caches (frozen
+    features, resized real images) live beside the run's artifacts in every executor."""
+    previous = os.environ.get("HARNESS_CACHE")
+    os.environ["HARNESS_CACHE"] = cache_root
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HARNESS_CACHE", None)
+        else:
+            os.environ["HARNESS_CACHE"] = previous
 
 
 def run_cell_retrying(cell: Cell, ctx: RunContext) -> list[dict]:
     """run_cell, rerun up to ctx.retries times while it fails (for transient failures such as a
     GPU out of memory); the last attempt's records are kept, with `attempts` when it took more."""
     for attempt in range(1, ctx.retries + 2):
-        result = run_cell(cell, ctx)
+        with plugin_cache_env(ctx.cache_root):
+            result = run_cell(cell, ctx)
         if result[0]["status"] == "ok":
             break
         if attempt <= ctx.retries:
@@ -283,18 +369,23 @@ def _create(registry: Registry, kind: str, spec: PluginSpec, device: str) -> Any
 
 def failure_record(cell: Cell, stage: str, plugin: str, exc: BaseException) -> dict:
     who = f"{plugin} " if plugin else ""
-    return {"cell_id": cell.id, "cell_key": cell.key, "seed_index": cell.seed_index, "split": None,
-            "status": "failed", "stage": stage, "spec": cell.spec(),
-            "error": f"{who}failed in stage '{stage}': {type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exception(exc))[-4000:]}
+    return records.Record(cell.id, cell.key, cell.seed_index, None, "failed", cell.spec(), stage=stage,
+                          error=f"{who}failed in stage '{stage}': {type(exc).__name__}: {exc}",
+                          traceback="".join(traceback.format_exception(exc))[-4000:]).to_dict()
+
+
+def _identity(registry: Registry, plugin: Any) -> dict[str, Any]:
+    """What a record says about a plugin: name, version, resolved parameters, source digest."""
+    return {"name": plugin.name, "version": plugin.version, "params": plugin.params,
+            "source_digest": registry.get(plugin.kind, plugin.name).source_digest}
 
 
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _splits(cache: Cache, dataset: Dataset) -> tuple[str, Splits]:
-    key = stable_hash("splits", dataset.name, dataset.version, dataset.params, DATA_SEED)
+def _splits(cache: Cache, dataset: Dataset, identity: dict) -> tuple[str, Splits]:
+    key = stable_hash("splits", identity, DATA_SEED)
 
     def compute(tmp: Path) -> dict:
         splits = dataset.load(DATA_SEED)
@@ -312,7 +403,7 @@ def _splits(cache: Cache, dataset: Dataset) -> tuple[str, Splits]:
 def _scenario(cache: Cache, dataset: Dataset, splits_key: str, splits: Splits, cell: Cell):
     scenario = dataset.scenarios()[cell.scenario]
     seed = cell.seed("scenario")
-    key = stable_hash("scenario", splits_key, cell.scenario, scenario.spec, seed)
+    key = stable_hash("scenario", splits_key, cell.scenario, scenario.spec, seed, SCENARIO_CODE)
 
     def compute(tmp: Path) -> dict:
         train, report = scenario.apply(splits.train, seed)
@@ -325,10 +416,10 @@ def _scenario(cache: Cache, dataset: Dataset, splits_key: str, splits: Splits, c
     return key, ImageSet.load(path / "train.npz"), meta["info"]["report"]
 
 
-def _fit_generator(cache: Cache, generator: Generator, train_key: str, train: ImageSet, splits: Splits,
-                   cell: Cell) -> tuple[str, dict]:
+def _fit_generator(cache: Cache, generator: Generator, identity: dict, train_key: str, train: ImageSet,
+                   splits: Splits, cell: Cell) -> tuple[str, dict]:
     seed = cell.seed("generator")
-    key = stable_hash("generator", train_key, generator.name, generator.version, generator.params, seed)
+    key = stable_hash("generator", train_key, identity, seed)
 
     def compute(tmp: Path) -> dict:
         generator.stats = {}
@@ -347,7 +438,7 @@ def _fit_generator(cache: Cache, generator: Generator, train_key: str, train: Im
 def _synthesise(cache: Cache, registry: Registry, cell: Cell, generator_key: str, train: ImageSet,
                 attribute: str, device: str = "auto") -> tuple[str, ImageSet, dict]:
     seed = cell.seed("sampling")
-    key = stable_hash("synthetic", generator_key, cell.sampling.as_dict(), seed)
+    key = stable_hash("synthetic", generator_key, cell.sampling.as_dict(), seed, SAMPLING_CODE)
 
     def compute(tmp: Path) -> dict:
         generator: Generator = _create(registry, "generator", cell.generator, device)
@@ -393,8 +484,8 @@ def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: 
     classifier = _create(registry, "classifier", spec, ctx.device)
     seed = cell.seed("classifier")
     eval_splits = {name: s for name, s in splits.test_splits().items() if name in ctx.splits}
-    key = stable_hash("predictions", mode, upstream, classifier.name, classifier.version, classifier.params, seed,
-                      sorted(eval_splits))
+    identity = _identity(registry, classifier)
+    key = stable_hash("predictions", mode, upstream, identity, seed, sorted(eval_splits))
 
     def compute(tmp: Path) -> dict:
         started = time.perf_counter()
@@ -408,7 +499,7 @@ def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: 
 
     path, meta = cache.get_or_compute("predictions", key, compute)
     out = {name: np.load(path / f"proba_{name}.npy", allow_pickle=False) for name in eval_splits}
-    out["__info__"] = {**meta["info"], "predictions_key": key, "classifier": _plugin_meta(classifier)}
+    out["__info__"] = {**meta["info"], "predictions_key": key, "classifier": identity}
     return out
 
 
@@ -422,7 +513,7 @@ def _fidelity(cache: Cache, ctx: RunContext, cell: Cell, synthetic_key: str, spl
         if name not in ctx.splits:
             continue
         key = stable_hash("fidelity", synthetic_key, splits_key, name, ctx.feature_extractor, ctx.fid_draws, seed,
-                          ctx.min_group_n)
+                          ctx.min_group_n, METRICS_CODE)
 
         def compute(tmp: Path, real: ImageSet = real) -> dict:
             report = fidelity_report(real, synthetic, attribute, ctx.feature_extractor, Path(ctx.cache_root),
@@ -451,7 +542,8 @@ def _check_proba(proba: Any, n: int, k: int, multilabel: bool = False) -> None:
 
 def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, train: ImageSet,
              synthetic: ImageSet | None, predictions: dict, cas_predictions: dict | None, keys: dict,
-             scenario_report: dict, generator_info: dict, fidelity: dict[str, dict]) -> list[dict]:
+             scenario_report: dict, generator_info: dict, fidelity: dict[str, dict],
+             identities: dict[str, dict]) -> list[dict]:
     out = []
     attribute = dataset.primary_attribute
     high_risk = tuple(dataset.label_names.index(c) for c in dataset.high_risk_classes if c in dataset.label_names)
@@ -471,38 +563,34 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
             report = fidelity[split_name]
             values.update({name: MetricValue(math.nan if v is None else v, report["reasons"].get(name, ""))
                            for name, v in report["metrics"].items()})
-        prediction_file = _write_predictions(Path(ctx.run_dir), cell, split_name, "augmented", split,
-                                             predictions[split_name])
+        prediction_file, digest = _write_predictions(Path(ctx.run_dir), cell, split_name, "augmented", split,
+                                                     predictions[split_name])
+        digests = {"augmented": digest}
         if cas_predictions is not None:
-            _write_predictions(Path(ctx.run_dir), cell, split_name, "cas", split, cas_predictions[split_name])
-        out.append({
-            "cell_id": cell.id, "cell_key": cell.key, "seed_index": cell.seed_index, "split": split_name,
-            "status": "ok", "spec": cell.spec(),
-            "seeds": {stage: cell.seed(stage) for stage in ("scenario", "generator", "sampling", "classifier")},
-            "plugins": {"dataset": _plugin_meta(dataset), "classifier": info["classifier"], "attribute": attribute,
-                        "label_names": dataset.label_names},
-            "metrics": {name: v.value for name, v in values.items()},
-            "nan_reasons": {name: v.reason for name, v in values.items() if v.reason},
-            "per_group": per_group,
-            "eval": {"min_group_n": ctx.min_group_n, "high_risk": list(high_risk), "attribute": attribute},
-            "n": {"eval": len(split), "train_real": len(train), "train_synthetic": len(synthetic) if synthetic else 0},
-            "scenario_report": scenario_report,
-            "artifacts": {**keys, "generator": generator_info.get("generator_key"),
-                          "predictions": info["predictions_key"]},
-            "cost": {"generator_fit_s": generator_info.get("fit_s"), "sample_s": generator_info.get("sample_s"),
-                     "sample_images_per_s": generator_info.get("sample_images_per_s"),
-                     "classifier_fit_s": info["fit_s"], "peak_rss_mb": max(info["peak_rss_mb"],
-                                                                          generator_info.get("fit_peak_rss_mb") or 0)},
-            "generator_stats": {**generator_info.get("fit_stats", {}), **generator_info.get("sample_stats", {})},
-            "predictions_file": prediction_file,
-            **({"fidelity": {k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group")}}
-               if split_name in fidelity else {}),
-        })
+            digests["cas"] = _write_predictions(Path(ctx.run_dir), cell, split_name, "cas", split,
+                                                cas_predictions[split_name])[1]
+        out.append(records.Record(
+            cell.id, cell.key, cell.seed_index, split_name, "ok", cell.spec(),
+            seeds={stage: cell.seed(stage) for stage in ("scenario", "generator", "sampling", "classifier")},
+            replicate=records.replicate(cell.seed_index, cell.generator_seeds, synthetic is not None),
+            plugins={**identities, "attribute": attribute, "label_names": dataset.label_names},
+            eval={**ctx.evaluation(), "high_risk": list(high_risk), "attribute": attribute},
+            metrics={name: v.value for name, v in values.items()},
+            nan_reasons={name: v.reason for name, v in values.items() if v.reason},
+            per_group=per_group,
+            n={"eval": len(split), "train_real": len(train), "train_synthetic": len(synthetic) if synthetic else 0},
+            scenario_report=scenario_report,
+            artifacts={**keys, "generator": generator_info.get("generator_key"), "predictions": info["predictions_key"]},
+            cost={"generator_fit_s": generator_info.get("fit_s"), "sample_s": generator_info.get("sample_s"),
+                  "sample_images_per_s": generator_info.get("sample_images_per_s"),
+                  "classifier_fit_s": info["fit_s"],
+                  "peak_rss_mb": max(info["peak_rss_mb"], generator_info.get("fit_peak_rss_mb") or 0)},
+            generator_stats={**generator_info.get("fit_stats", {}), **generator_info.get("sample_stats", {})},
+            predictions_file=prediction_file, predictions_sha256=digests,
+            fidelity={k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group")}
+            if split_name in fidelity else None,
+        ).to_dict())
     return out
-
-
-def _plugin_meta(plugin: Any) -> dict:
-    return {"name": plugin.name, "version": plugin.version, "params": plugin.params}
 
 
 def _eval_input(split: ImageSet, proba: np.ndarray, attribute: str, min_group_n: int, high_risk: tuple) -> EvalInput:
@@ -510,23 +598,11 @@ def _eval_input(split: ImageSet, proba: np.ndarray, attribute: str, min_group_n:
                      min_group_n, high_risk, attribute)
 
 
-def prediction_filename(cell: Cell, split: str, mode: str) -> str:
-    return f"{cell.key}-s{cell.seed_index}-{split}-{mode}.parquet"
-
-
 def _write_predictions(run_dir: Path, cell: Cell, split_name: str, mode: str, split: ImageSet,
-                       proba: np.ndarray) -> str:
-    """Per-sample predictions, so every metric can be recomputed without retraining."""
-    frame = pd.DataFrame({"sample_id": split.ids, "y_true": split.labels if not split.multilabel else list(split.labels)})
-    for k, name in enumerate(split.label_names):
-        frame[f"p_{k}"] = proba[:, k]
-    for attr, codes in split.attributes.items():
-        vocab = split.attribute_vocab[attr]
-        frame[attr] = [vocab[c] if c >= 0 else "unknown" for c in codes]
-    frame["provenance"] = split.provenance
-    relative = f"{records.PREDICTIONS}/{prediction_filename(cell, split_name, mode)}"
-    target = run_dir / relative
-    tmp = target.with_name(f".{target.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(target)
-    return relative
+                       proba: np.ndarray) -> tuple[str, str]:
+    """Per-sample predictions, so every metric can be recomputed without retraining: (path, sha256)."""
+    relative = records.predictions_filename(cell.key, cell.seed_index, split_name, mode)
+    groups = {attr: [split.attribute_vocab[attr][c] if c >= 0 else "unknown" for c in codes]
+              for attr, codes in split.attributes.items()}
+    return relative, records.write_predictions(run_dir, relative, split.ids, split.labels, proba, groups,
+                                               split.provenance)

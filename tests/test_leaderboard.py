@@ -155,17 +155,32 @@ def test_check_and_compare_read_the_csv_with_p_columns(hand_run, tmp_path, capsy
     assert "better" in capsys.readouterr().out
 
 
-def test_the_run_record_wins_over_a_merged_duplicate(tmp_path):
+def test_merge_keeps_the_published_rows_of_a_shared_method_and_warns_when_they_differ(tmp_path, capsys):
     own = write_run(tmp_path / "own", {"none": 0.7, "better": 0.9}, seeds=2)
     published = write_run(tmp_path / "published", {"none": 0.7, "worse": 0.5}, seeds=2)
-    tampered = [dict(r, metrics={**r["metrics"], "acc": 0.0}) if r["spec"]["generator"]["label"] == "none" else r
-                for r in records.load(published)]
-    records.rewrite(published, tampered)
+    shifted = [dict(r, metrics={**r["metrics"], "acc": r["metrics"]["acc"] - 0.05})
+               if r["spec"]["generator"]["label"] == "none" else r for r in records.load(published)]
+    records.rewrite(published, shifted)  # as the published 'none' computed on another CPU
+    published_none = np.mean(_seed_values(published, "none", "acc"))
     for source in (published, published / records.RESULTS):  # a folder or its results file
+        capsys.readouterr()
         summary = load_summary(own, merge=[source], significance="bootstrap").set_index("method")
         assert list(summary.index) == ["none", "better", "worse"]
-        assert summary.loc["none", "acc_mean"] == pytest.approx(np.mean(_seed_values(own, "none", "acc")))
+        assert summary.loc["none", "acc_mean"] == pytest.approx(published_none)
         assert summary.loc["worse", "acc_p_adj"] < 0.05  # predictions read from the published folder
+        warning = capsys.readouterr().err
+        assert "toy/s0/clf/test/none [real]: recomputed acc" in warning and "keeping the published" in warning
+    preferred = load_summary(own, merge=[published], prefer_run=True).set_index("method")
+    assert preferred.loc["none", "acc_mean"] == pytest.approx(np.mean(_seed_values(own, "none", "acc")))
+    assert list(preferred.index) == ["none", "better", "worse"]
+
+
+def test_merge_within_tolerance_is_silent(tmp_path, capsys):
+    own = write_run(tmp_path / "own", {"none": 0.7, "better": 0.9}, seeds=2)
+    published = write_run(tmp_path / "published", {"none": 0.7, "worse": 0.5}, seeds=2)
+    capsys.readouterr()
+    load_summary(own, merge=[published])
+    assert "beyond tolerance" not in capsys.readouterr().err
 
 
 def test_merge_refuses_a_label_that_means_another_method(tmp_path, capsys):

@@ -16,8 +16,11 @@ def add_parser(subparsers) -> None:
                                           "baseline. How to read it: docs/leaderboards.md.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--merge", action="append", type=Path, default=[], metavar="PATH",
-                   help="also include the records of this run folder or results.jsonl (repeatable); where both "
-                        "have a record of the same cell, seed and split, RUN_DIR's wins")
+                   help="also include the rows of this published run folder or results.jsonl (repeatable) that "
+                        "RUN_DIR lacks; a method both have (e.g. 'none') keeps the published rows, with a "
+                        "warning where RUN_DIR's recomputed means differ beyond the metric's tolerance")
+    p.add_argument("--prefer-run", action="store_true",
+                   help="with --merge: for a method both have, keep RUN_DIR's rows instead of the published ones")
     p.add_argument("--format", choices=["md", "csv", "html"], default="md")
     p.add_argument("--scale", choices=["fraction", "pct"], default="fraction",
                    help="pct shows scale-dependent metrics x100 (FairGen's tables)")
@@ -36,7 +39,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = load_summary(args.run_dir, args.merge, args.significance, args.correction, args.bootstrap_b)
+    summary = load_summary(args.run_dir, args.merge, args.significance, args.correction, args.bootstrap_b,
+                           prefer_run=args.prefer_run)
     if args.publish:
         from harness.publish import publish
         written = publish(args.run_dir, args.publish, summary, f"Leaderboard: {args.run_dir.name}", args.scale)

@@ -1,8 +1,9 @@
 """Rebuild metric inputs from a run's stored per-sample predictions (RUN_DIR/predictions/*.parquet).
 
-A result record names its predictions file; the file holds sample_id, y_true, p_0..p_{K-1} and
-one column per sensitive attribute with group names ("unknown" when missing). The record gives
-the primary attribute and its group order (per_group keys follow the vocabulary).
+A result record names its predictions file, which harness.records reads and verifies against
+the record's checksum; the file holds sample_id, y_true, p_0..p_{K-1} and one column per
+sensitive attribute with group names ("unknown" when missing). The record gives the primary
+attribute and its group order (per_group keys follow the vocabulary).
 """
 from __future__ import annotations
 
@@ -12,19 +13,9 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.registry import EvalInput
+from harness.records import read_predictions
 
 DEFAULT_MIN_GROUP_N = 10
-
-
-def read_predictions(run_dir: Path, record: dict, mode: str = "augmented") -> pd.DataFrame:
-    """The record's predictions table; mode "cas" reads the synthetic-only classifier's file."""
-    relative = record["predictions_file"]
-    if mode != "augmented":
-        relative = relative.replace("-augmented.parquet", f"-{mode}.parquet")
-    path = Path(run_dir) / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file {path} is missing; rerun the cell with `harness run` to rewrite it")
-    return pd.read_parquet(path)
 
 
 def eval_input_from_predictions(frame: pd.DataFrame, attribute: str, group_names: list[str],
@@ -47,7 +38,7 @@ def eval_input_from_record(run_dir: Path, record: dict, mode: str = "augmented")
     """
     attribute = record["plugins"]["attribute"]
     group_names = list(record["per_group"][attribute])
-    settings = record.get("eval", {})
+    settings = record.get("eval") or {}
     return eval_input_from_predictions(read_predictions(run_dir, record, mode), attribute, group_names,
                                        settings.get("min_group_n", DEFAULT_MIN_GROUP_N),
                                        tuple(settings.get("high_risk", ())))

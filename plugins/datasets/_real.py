@@ -4,13 +4,16 @@ A loader says where its data comes from and reads its metadata into a table with
 `path` (relative to root), `label` (a class name), `patient` (samples of one patient never cross
 splits) and one column per sensitive attribute (a value name or None for unknown). This module
 turns the table into splits: images are read once, resized to the run's resolution and cached as
-.npz (no pickle); patients go to train/val/test by a seeded hash, so splits are deterministic. A loader
+.npz (no pickle) with the SHA-256 of the images inside, under the run's --cache (HARNESS_CACHE) in
+datasets/; a damaged cache file is reported by name and rebuilt. Patients go to train/val/test by a
+seeded hash, so splits are deterministic. A loader
 with an official split (CAMELYON17 in WILDS) overrides `assign_splits`, which may also name 'test_ood'.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,9 +21,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from harness import Dataset, DataError, ImageSet, Splits
+from harness import Dataset, DataError, ImageSet, Splits, progress
 
-DEFAULT_CACHE = Path.home() / ".cache" / "harness" / "datasets"
+
+def default_cache() -> Path:
+    """datasets/ in the run's cache (HARNESS_CACHE, which `harness run` sets to its --cache)."""
+    return Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "harness") / "datasets"
+
 DROP = ""  # the split of rows a loader leaves out (e.g. WILDS' OOD validation hospital)
 
 
@@ -41,7 +48,7 @@ class RealDataset(Dataset):
     defaults: ClassVar[dict[str, Any]] = {
         "root": "",
         "resolution": 32,
-        "cache_dir": "",  # default ~/.cache/harness/datasets
+        "cache_dir": "",  # default: datasets/ in the run's --cache
         "attribute": "",  # the primary sensitive attribute; default the dataset's first
         "val_fraction": 0.1,
         "test_fraction": 0.2,
@@ -116,17 +123,39 @@ class RealDataset(Dataset):
         for path in paths:
             stat = path.stat()
             digest.update(f"|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-        cache_dir = Path(self.params["cache_dir"] or DEFAULT_CACHE)
+        cache_dir = Path(self.params["cache_dir"] or default_cache())
         cache_file = cache_dir / f"{self.name}-{resolution}px-{digest.hexdigest()[:20]}.npz"
         if cache_file.exists():
-            with np.load(cache_file, allow_pickle=False) as npz:
-                return npz["images"]
+            images = read_cached_images(cache_file)
+            if images is not None:
+                return images
         images = np.stack([read_image(p, resolution, self.channels) for p in paths])
         cache_dir.mkdir(parents=True, exist_ok=True)
         partial = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(partial, images=images)
+        np.savez(partial, images=images, sha256=np.array(_images_sha256(images)))
         partial.replace(cache_file)  # atomic, so concurrent runs never read half a file
         return images
+
+
+def read_cached_images(cache_file: Path) -> np.ndarray | None:
+    """The images of a cache file, or None (with a warning naming the file) when it is damaged,
+    unreadable or does not match the checksum stored with it; the caller rebuilds it."""
+    try:
+        with np.load(cache_file, allow_pickle=False) as npz:
+            images, stored = npz["images"], str(npz["sha256"])
+        if _images_sha256(images) == stored:
+            return images
+        problem = "the images do not match their checksum"
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    progress.warn(f"image cache {cache_file} is damaged ({problem}); rebuilding it from the image files")
+    return None
+
+
+def _images_sha256(images: np.ndarray) -> str:
+    digest = hashlib.sha256(f"{images.dtype}{images.shape}".encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    return digest.hexdigest()
 
 
 def inside(root: Path, relative: str | os.PathLike) -> Path:
