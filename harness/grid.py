@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from harness.cache import stable_hash
 from harness.contracts import ConfigError
@@ -52,6 +54,28 @@ DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
 #: a generator or classifier entry may be limited to some datasets / scenarios (e.g. ablations)
 RESTRICTED_KEYS = {**PLUGIN_KEYS, "datasets": list, "scenarios": list}
 SAMPLING_KEYS = {"strategy": str, "ratio": (int, float), "proportions": list}
+#: a grid name becomes the folder runs/<name>: one path component, no leading dot
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+ONLY_KEYS = ("dataset", "scenario", "generator", "sampling", "classifier")
+
+
+class ConfigErrors:
+    """Collects the config errors of several independent checks, so that one invocation
+    reports all of them: `with errors.collect(): check()`, then `errors.raise_if_any()`."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:
+            self.messages.extend(str(exc).splitlines())
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            raise ConfigError("\n".join(self.messages))
 
 
 @dataclass(frozen=True)
@@ -161,14 +185,33 @@ def _selected(cell: Cell, only: dict[str, list[str]]) -> bool:
 
 def parse_only(items: list[str]) -> dict[str, list[str]]:
     """--only dataset=derm --only generator=none,oversample -> {"dataset": [...], ...}"""
-    keys = ("dataset", "scenario", "generator", "sampling", "classifier")
     only: dict[str, list[str]] = {}
+    errors = ConfigErrors()
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in keys:
-            raise ConfigError(f"--only expects KEY=VALUE[,VALUE] with KEY one of {keys}, got '{item}'")
-        only.setdefault(key, []).extend(v for v in value.split(",") if v)
+        with errors.collect():
+            if not sep or key not in ONLY_KEYS:
+                raise ConfigError(f"--only expects KEY=VALUE[,VALUE] with KEY one of {ONLY_KEYS}, got '{item}'")
+            only.setdefault(key, []).extend(v for v in value.split(",") if v)
+    errors.raise_if_any()
     return only
+
+
+def check_only(grid: Grid, only: dict[str, list[str]]) -> None:
+    """Every --only value must name something in the grid: a typo would otherwise just run less."""
+    known = {"dataset": [d.label for d, _ in grid.datasets],
+             "scenario": list(dict.fromkeys(s for _, names in grid.datasets for s in names)),
+             "generator": [g.label for g in grid.generators], "classifier": [c.label for c in grid.classifiers],
+             "sampling": [s.label for s in grid.samplings] + ["real"]}
+    errors = ConfigErrors()
+    for key, values in only.items():
+        for value in values:
+            if value not in known[key]:
+                close = difflib.get_close_matches(value, known[key], n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else "."
+                errors.messages.append(f"--only {key}={value}: no {key} '{value}' in {grid.source}{hint} "
+                                       f"Its {key} values: {known[key]}")
+    errors.raise_if_any()
 
 
 def builtin_grids() -> dict[str, str]:
@@ -257,11 +300,23 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         raise ConfigError(f"{source}: key 'min_group_n' must be >= 1, got {data['min_group_n']}")
     if data.get("fid_draws", 3) < 1:
         raise ConfigError(f"{source}: key 'fid_draws' must be >= 1")
-    return Grid(data.get("name", Path(source).stem), source, text, seeds, list(splits), data.get("cas", False),
+    return Grid(_run_name(data, source), source, text, seeds, list(splits), data.get("cas", False),
                 data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
                 data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
                 # generator_seeds == seeds is the default behaviour: store 0 so cell keys stay as without the key
                 generator_seeds if generator_seeds != seeds else 0, executor, workers)
+
+
+def _run_name(data: dict, source: str) -> str:
+    """The grid's name, which names its run folder runs/<name>: refused when it is not one plain
+    path component (an explicit name), made into one (a file name)."""
+    if "name" not in data:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem).lstrip(".") or "grid"
+    name = data["name"]
+    if not SAFE_NAME.fullmatch(name):
+        raise ConfigError(f"{source}: key 'name' must be a plain folder name (letters, digits, '-', '_', '.'; "
+                          f"not starting with '.'), got {name!r}; choose where the run goes with --out")
+    return name
 
 
 def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:
@@ -297,23 +352,32 @@ def _type_ok(value: Any, expected: type | tuple) -> bool:
 def apply_overrides(grid: Grid, items: list[str]) -> Grid:
     """--param LABEL.KEY=VALUE sets a plugin parameter of the grid entry with that label,
     e.g. --param covid.root=/data/covid-chestxray or --param derm.resolution=16.
-    VALUE is read as JSON (numbers, booleans, lists), else taken as a string."""
+    VALUE is read as JSON (numbers, booleans, lists), else taken as a string. The valid items
+    are applied even when others are refused (the grid is changed in place), so that later
+    checks can still report their own errors."""
+    errors = ConfigErrors()
     for item in items:
-        target, sep, raw = item.partition("=")
-        label, dot, key = target.partition(".")
-        if not sep or not dot or not key:
-            raise ConfigError(f"--param expects LABEL.KEY=VALUE (e.g. derm.n_train=1000), got '{item}'")
-        value = _parse_value(raw)
-        grid.datasets = [(_with_param(spec, key, value) if spec.label == label else spec, scenarios)
-                         for spec, scenarios in grid.datasets]
-        grid.generators = [_with_param(s, key, value) if s.label == label else s for s in grid.generators]
-        grid.classifiers = [_with_param(s, key, value) if s.label == label else s for s in grid.classifiers]
-        labels = [s.label for s, _ in grid.datasets] + [s.label for s in grid.generators + grid.classifiers]
-        if label not in labels:
-            close = difflib.get_close_matches(label, labels, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; entries are {labels}"
-            raise ConfigError(f"--param {item}: no dataset, generator or classifier labelled '{label}' in {grid.source}{hint}")
+        with errors.collect():
+            _apply_override(grid, item)
+    errors.raise_if_any()
     return grid
+
+
+def _apply_override(grid: Grid, item: str) -> None:
+    target, sep, raw = item.partition("=")
+    label, dot, key = target.partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"--param expects LABEL.KEY=VALUE (e.g. derm.n_train=1000), got '{item}'")
+    value = _parse_value(raw)
+    labels = [s.label for s, _ in grid.datasets] + [s.label for s in grid.generators + grid.classifiers]
+    if label not in labels:
+        close = difflib.get_close_matches(label, labels, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; entries are {labels}"
+        raise ConfigError(f"--param {item}: no dataset, generator or classifier labelled '{label}' in {grid.source}{hint}")
+    grid.datasets = [(_with_param(spec, key, value) if spec.label == label else spec, scenarios)
+                     for spec, scenarios in grid.datasets]
+    grid.generators = [_with_param(s, key, value) if s.label == label else s for s in grid.generators]
+    grid.classifiers = [_with_param(s, key, value) if s.label == label else s for s in grid.classifiers]
 
 
 def add_generators(grid: Grid, names: list[str]) -> Grid:
@@ -334,4 +398,4 @@ def _parse_value(raw: str) -> Any:
 
 
 def _with_param(spec: PluginSpec, key: str, value: Any) -> PluginSpec:
-    return PluginSpec(spec.kind, spec.name, spec.label, {**spec.params, key: value})
+    return replace(spec, params={**spec.params, key: value})

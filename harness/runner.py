@@ -31,7 +31,7 @@ from harness.contracts import ConfigError, Dataset, Generator
 from harness.data import DataError, ImageSet, Splits
 from harness.devices import check_device_name, resolve_device, wants_gpu, with_device
 from harness.executors import make_executor
-from harness.grid import Cell, Grid, PluginSpec
+from harness.grid import Cell, ConfigErrors, Grid, PluginSpec, check_only
 from harness.manifest import build_manifest
 from harness.metrics import EvalInput, MetricValue, compute_metrics, group_reports
 from harness.metrics.features import default_extractor
@@ -102,11 +102,8 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                      tuple(str(Path(p).resolve()) for p in plugin_files), tuple(blocked),
                      tuple(grid.splits), grid.cas, grid.min_group_n, grid.fidelity, extractor, grid.fid_draws,
                      device, max(0, retries))
+    cells = plan_cells(grid, _registry(ctx), only)
     registry = _registry(ctx)
-    check_grid(grid, registry)
-    cells = grid.cells(lambda spec: registry.get("generator", spec.name).cls.produces_images, only)
-    if not cells:
-        raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
     run_dir = Path(run_dir)
     (run_dir / records.PREDICTIONS).mkdir(parents=True, exist_ok=True)
     run_lock = FileLock(str(run_dir / ".run.lock"))
@@ -182,30 +179,49 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
     return summary
 
 
-def check_grid(grid: Grid, registry: Registry) -> None:
-    """Resolve every plugin, parameter and scenario before anything runs, so config errors
-    surface at once with the grid file and key, not hours into a run."""
+def check_grid(grid: Grid, registry: Registry, only: dict | None = None) -> None:
+    """Resolve every plugin, parameter and scenario, and every --only value, before anything
+    runs, so config errors surface at once (all of them, one line each, with the grid file
+    and key), not hours into a run."""
+    errors = ConfigErrors()
+
     def resolve(spec: PluginSpec, where: str) -> Any:
         try:
             info = registry.get(spec.kind, spec.name)
             info.cls.resolve_params(spec.params)
             return info
         except ConfigError as exc:
-            raise ConfigError(f"{grid.source}: [[{where}]] '{spec.label}': {exc}") from exc
+            errors.messages.append(f"{grid.source}: [[{where}]] '{spec.label}': {exc}")
+            return None
 
     for dataset_spec, scenarios in grid.datasets:
         info = resolve(dataset_spec, "dataset")
-        known = info.cls(**dataset_spec.params).scenarios()
-        for name in scenarios:
-            if name not in known:
-                close = difflib.get_close_matches(name, list(known), n=2)
-                hint = f" Did you mean {close}?" if close else ""
-                raise ConfigError(f"{grid.source}: dataset '{dataset_spec.label}' has no scenario '{name}'.{hint} "
-                                  f"Its scenarios: {sorted(known)}")
+        if info is None:
+            continue
+        with errors.collect():
+            known = info.cls(**dataset_spec.params).scenarios()
+            for name in scenarios:
+                if name not in known:
+                    close = difflib.get_close_matches(name, list(known), n=2)
+                    hint = f" Did you mean {close}?" if close else ""
+                    errors.messages.append(f"{grid.source}: dataset '{dataset_spec.label}' has no scenario "
+                                           f"'{name}'.{hint} Its scenarios: {sorted(known)}")
     for spec in grid.generators:
         resolve(spec, "generator")
     for spec in grid.classifiers:
         resolve(spec, "classifier")
+    with errors.collect():
+        check_only(grid, only or {})
+    errors.raise_if_any()
+
+
+def plan_cells(grid: Grid, registry: Registry, only: dict | None = None) -> list[Cell]:
+    """The cells a run of `grid` (after --only) would compute, after every check a run makes."""
+    check_grid(grid, registry, only)
+    cells = grid.cells(lambda spec: registry.get("generator", spec.name).cls.produces_images, only)
+    if not cells:
+        raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
+    return cells
 
 
 # -- one cell --------------------------------------------------------------------------------
