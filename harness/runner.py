@@ -25,7 +25,7 @@ import pandas as pd
 
 from filelock import FileLock, Timeout
 
-from harness import progress, records
+from harness import coverage, progress, records
 from harness.cache import Cache, stable_hash, write_json_atomic
 from harness.contracts import ConfigError, Dataset, Generator
 from harness.data import DataError, ImageSet, Splits
@@ -137,11 +137,13 @@ def schedule(cells: list[Cell], registry: Registry) -> list[Cell]:
 def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, registry: Registry, cells: list[Cell],
                executor: str, workers: int, only: dict | None, exit_on_error: bool, device: str, retries: int,
                address: str | None, started: float) -> RunSummary:
-    write_json_atomic(run_dir / records.MANIFEST, build_manifest(
+    manifest = build_manifest(
         grid.source, grid.text, [{"kind": p.kind, "name": p.name, "version": p.version, "origin": p.origin}
                                  for p in registry.all()],
         {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {},
-         "device": device, "retries": retries, "address": address}))
+         "device": device, "retries": retries, "address": address})
+    manifest["cells"] = coverage.planned(cells, grid.splits)  # so tables can say which cells are missing
+    write_json_atomic(run_dir / records.MANIFEST, manifest)
 
     existing = records.load(run_dir)
     done = {r["cell_key"] for r in existing if r.get("status") == "ok"}
