@@ -129,8 +129,9 @@ def publish(run_dir: Path, out_dir: Path, summary: pd.DataFrame, title: str, sca
     index = [f"# {title}\n", INDEX_NOTE, "\n## Tables\n"]
     index += [f"- [{'/'.join(map(str, keys))}]({table_name(keys)}.md) ({sizes.get(tuple(keys), '')})"
               for keys, _ in tables]
-    index += ["", coverage.markdown(coverage.gaps(run_dir), Path(run_dir.name))]
-    index += ["## Cross-dataset ranking\n", RANKING_NOTE + "\n", rank_md, "\n## All tables\n", render(summary, "md", scale)]
+    missing = coverage.markdown(coverage.gaps(run_dir), Path(run_dir.name))
+    index += ["\n" + missing] if missing else []
+    index += ["\n## Cross-dataset ranking\n", RANKING_NOTE + "\n", rank_md, "\n## All tables\n", render(summary, "md", scale)]
     write_text_atomic(out_dir / "README.md", "\n".join(index))
     for name in (records.MANIFEST, records.RESULTS):
         write_bytes_atomic(out_dir / name, (run_dir / name).read_bytes())
