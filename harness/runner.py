@@ -157,9 +157,9 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
     pool = make_executor(executor, workers, address=address, retries=retries, device=device,
                          wants_gpu=partial(cell_wants_gpu, registry=registry, device=device))
     bar = progress.bar(len(todo), desc=grid.name)
-    runner = partial(run_cell_retrying, ctx=ctx)
+    results = pool.map_unordered(partial(run_cell_retrying, ctx=ctx), todo)
     try:
-        for cell, result in pool.map_unordered(runner, todo):
+        for cell, result in results:
             if isinstance(result, BaseException):
                 result = [failure_record(cell, "worker", "", result)]
             records.append(run_dir, result)
@@ -173,6 +173,7 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
                 if exit_on_error:
                     break
     finally:
+        results.close()  # stops the cells still in flight (Ctrl-C, --exit-on-error) before the records are final
         bar.close()
         order = {c.key: i for i, c in enumerate(cells)}
         kept.sort(key=lambda r: (order.get(r["cell_key"], len(order)), r["cell_key"], r.get("split") or ""))

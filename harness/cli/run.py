@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from harness import progress
+from harness import progress, records
 from harness.cli import add_plugin_options
 from harness.devices import check_device_name
 from harness.grid import Cell, ConfigErrors, Grid, add_generators, apply_overrides, load_grid, parse_only
@@ -64,9 +65,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / grid.name
     executor = args.executor or grid.executor
     workers = args.workers or grid.workers
-    summary = run_grid(grid, out, args.cache, executor, workers, args.plugins, args.block, only,
-                       args.exit_on_error, device=args.device, retries=args.retries,
-                       address=args.address)
+    try:
+        summary = run_grid(grid, out, args.cache, executor, workers, args.plugins, args.block, only,
+                           args.exit_on_error, device=args.device, retries=args.retries,
+                           address=args.address)
+    except KeyboardInterrupt:
+        done = len({r["cell_key"] for r in records.load(out) if r.get("status") == "ok"})
+        print(f"interrupted: the cells in flight were stopped; {done} of {len(cells)} cells are done in {out}. "
+              f"To resume, run the same command again: {shlex.join(['harness', *sys.argv[1:]])}", file=sys.stderr)
+        return 130
     if not args.quiet:
         try:
             print(render(load_summary(out)))
