@@ -189,10 +189,10 @@ def parse_only(items: list[str]) -> dict[str, list[str]]:
     errors = ConfigErrors()
     for item in items:
         key, sep, value = item.partition("=")
-        with errors.collect():
-            if not sep or key not in ONLY_KEYS:
-                raise ConfigError(f"--only expects KEY=VALUE[,VALUE] with KEY one of {ONLY_KEYS}, got '{item}'")
-            only.setdefault(key, []).extend(v for v in value.split(",") if v)
+        if not sep or key not in ONLY_KEYS:
+            errors.messages.append(f"--only expects KEY=VALUE[,VALUE] with KEY one of {ONLY_KEYS}, got '{item}'")
+            continue
+        only.setdefault(key, []).extend(v for v in value.split(",") if v)
     errors.raise_if_any()
     return only
 

@@ -102,8 +102,8 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                      tuple(str(Path(p).resolve()) for p in plugin_files), tuple(blocked),
                      tuple(grid.splits), grid.cas, grid.min_group_n, grid.fidelity, extractor, grid.fid_draws,
                      device, max(0, retries))
-    cells = plan_cells(grid, _registry(ctx), only)
     registry = _registry(ctx)
+    cells = plan_cells(grid, registry, only)
     run_dir = Path(run_dir)
     (run_dir / records.PREDICTIONS).mkdir(parents=True, exist_ok=True)
     run_lock = FileLock(str(run_dir / ".run.lock"))
