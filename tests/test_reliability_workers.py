@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,19 +53,21 @@ def _wait(condition, seconds: float) -> bool:
     return condition()
 
 
-@pytest.fixture
-def sleepy_run(tmp_path):
-    """`harness run` with two process workers, each inside a 10-minute fit; yields (process,
-    worker pids). Whatever the test does, no worker outlives it."""
+@contextmanager
+def sleepy_run(tmp_path: Path, executor: str):
+    """`harness run` of two cells, each inside a 10-minute fit (both at once with two process
+    workers); yields (process, pids of the processes in a fit). Whatever the test does, none of
+    them outlives it."""
     grid, pids = tmp_path / "sleepy.toml", tmp_path / "pids"
     grid.write_text(SLEEPY_GRID)
     pids.mkdir()
-    command = run_command(grid, tmp_path / "run", tmp_path / "cache") + ["--executor", "process", "--workers", "2"]
+    sleepers = 2 if executor == "process" else 1
+    command = run_command(grid, tmp_path / "run", tmp_path / "cache") + ["--executor", executor, "--workers", "2"]
     proc = subprocess.Popen(command, env={**os.environ, "FAULT_PID_DIR": str(pids)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     workers: list[int] = []
     try:
-        assert _wait(lambda: len(list(pids.iterdir())) == 2 or proc.poll() is not None, 120), "workers never started"
+        assert _wait(lambda: len(list(pids.iterdir())) == sleepers or proc.poll() is not None, 120), "no cell started"
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         workers = [int(p.name) for p in pids.iterdir()]
         yield proc, workers
@@ -77,23 +80,24 @@ def sleepy_run(tmp_path):
         proc.communicate()
 
 
-def test_workers_die_when_the_run_is_killed(sleepy_run):
-    proc, workers = sleepy_run
-    proc.kill()
-    proc.wait()
-    assert _wait(lambda: not any(_alive(pid) for pid in workers), 10), "workers outlived their run"
+def test_workers_die_when_the_run_is_killed(tmp_path):
+    with sleepy_run(tmp_path, "process") as (proc, workers):
+        proc.kill()
+        proc.wait()
+        assert _wait(lambda: not any(_alive(pid) for pid in workers), 10), "workers outlived their run"
 
 
-def test_ctrl_c_stops_the_cells_in_flight_and_says_how_to_resume(sleepy_run):
-    proc, workers = sleepy_run
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the run was still waiting for its cells 20 s after Ctrl-C")
-    assert proc.returncode == 130, err[-2000:]
-    assert "0 of 2 cells are done" in err and "To resume, run the same command again: harness run" in err
-    assert _wait(lambda: not any(_alive(pid) for pid in workers), 10)
+@pytest.mark.parametrize("executor", ["process", "serial"])
+def test_ctrl_c_stops_the_cells_in_flight_and_says_how_to_resume(tmp_path, executor):
+    with sleepy_run(tmp_path, executor) as (proc, workers):
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the run was still waiting for its cells 20 s after Ctrl-C")
+        assert proc.returncode == 130, err[-2000:]
+        assert "0 of 2 cells are done" in err and "To resume, run the same command again: harness run" in err
+        assert _wait(lambda: not any(_alive(pid) for pid in workers), 10)
 
 
 def test_a_harness_folder_in_the_working_directory_is_not_imported_by_workers(tmp_path):
