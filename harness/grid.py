@@ -237,74 +237,106 @@ def load_grid(name_or_path: str | None = None) -> Grid:
 
 
 def parse_grid(text: str, source: str = "<grid>") -> Grid:
+    """A Grid from TOML text. Mistakes are reported together, one line each, except that text
+    that is not TOML, or has unknown or mistyped top-level keys, stops there."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
     _check_keys(data, TOP_KEYS, source, "")
-    for section in ("dataset", "generator", "classifier"):
-        if not data.get(section):
-            raise ConfigError(f"{source}: the grid needs at least one [[{section}]] entry")
+    errors = ConfigErrors()
+    _check_settings(data, source, errors)
+    datasets = _entries(data.get("dataset", []), "dataset", source, errors, _dataset_entry)
+    generators = _entries(data.get("generator", []), "generator", source, errors, _plugin)
+    classifiers = _entries(data.get("classifier", []), "classifier", source, errors, _plugin)
+    samplings = _entries(data.get("sampling", [{"strategy": "fair", "ratio": 1.0}]), "sampling", source, errors,
+                         _sampling_entry)
+    errors.raise_if_any()  # the checks across entries below need every entry
+    _check_across(datasets, generators, classifiers, samplings, source, errors)
+    errors.raise_if_any()
+    seeds, generator_seeds = data.get("seeds", 3), data.get("generator_seeds", 0)
+    return Grid(_run_name(data, source), source, text, seeds, list(data.get("splits", ["test"])),
+                data.get("cas", False), data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
+                data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
+                # generator_seeds == seeds is the default behaviour: store 0 so cell keys stay as without the key
+                generator_seeds if generator_seeds != seeds else 0, data.get("executor", "serial"),
+                data.get("workers", 2))
+
+
+def _check_settings(data: dict, source: str, errors: ConfigErrors) -> None:
+    """The top-level values (their types are already checked)."""
+    problems = [f"the grid needs at least one [[{section}]] entry"
+                for section in ("dataset", "generator", "classifier") if not data.get(section)]
     seeds = data.get("seeds", 3)
     if seeds < 1:
-        raise ConfigError(f"{source}: key 'seeds' must be >= 1, got {seeds}")
-    generator_seeds = data.get("generator_seeds", 0)
-    if "generator_seeds" in data and not 1 <= generator_seeds <= seeds:
-        raise ConfigError(f"{source}: key 'generator_seeds' must be between 1 and seeds ({seeds}), got {generator_seeds}")
-    executor, workers = data.get("executor", "serial"), data.get("workers", 2)
-    if executor not in ("serial", "process", "ray"):
-        raise ConfigError(f"{source}: key 'executor' must be 'serial', 'process' or 'ray', got '{executor}'")
-    if workers < 1:
-        raise ConfigError(f"{source}: key 'workers' must be >= 1, got {workers}")
+        problems.append(f"key 'seeds' must be >= 1, got {seeds}")
+    if "generator_seeds" in data and not 1 <= data["generator_seeds"] <= seeds:
+        problems.append(f"key 'generator_seeds' must be between 1 and seeds ({seeds}), got {data['generator_seeds']}")
+    if data.get("executor", "serial") not in ("serial", "process", "ray"):
+        problems.append(f"key 'executor' must be 'serial', 'process' or 'ray', got '{data['executor']}'")
+    if data.get("workers", 2) < 1:
+        problems.append(f"key 'workers' must be >= 1, got {data['workers']}")
     splits = data.get("splits", ["test"])
     if not splits or any(s not in ("test", "test_ood") for s in splits):
-        raise ConfigError(f"{source}: key 'splits' must list 'test' and/or 'test_ood', got {splits}")
-    datasets = []
-    for i, entry in enumerate(data["dataset"]):
-        where = f"dataset[{i}]"
-        _check_keys(entry, DATASET_KEYS, source, where)
-        scenarios = entry.get("scenarios", ["natural"])
-        if not scenarios:
-            raise ConfigError(f"{source}: {where}.scenarios is empty; list at least one scenario")
-        if not all(isinstance(name, str) for name in scenarios):
-            raise ConfigError(f"{source}: {where}.scenarios must list scenario names (strings), got {scenarios!r}")
-        datasets.append((_plugin(entry, "dataset", source, where), list(scenarios)))
-    generators = [_plugin(e, "generator", source, f"generator[{i}]") for i, e in enumerate(data["generator"])]
-    classifiers = [_plugin(e, "classifier", source, f"classifier[{i}]") for i, e in enumerate(data["classifier"])]
-    samplings = []
-    for i, entry in enumerate(data.get("sampling", [{"strategy": "fair", "ratio": 1.0}])):
-        _check_keys(entry, SAMPLING_KEYS, source, f"sampling[{i}]")
-        if not all(_type_ok(p, (int, float)) for p in entry.get("proportions", [])):
-            raise ConfigError(f"{source}: key 'sampling[{i}].proportions' must list numbers, got {entry['proportions']!r}")
-        try:
-            samplings.append(SamplingSpec(entry.get("strategy", "fair"), float(entry.get("ratio", 1.0)),
-                                          tuple(entry.get("proportions", ()))))
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: sampling[{i}]: {exc}") from exc
+        problems.append(f"key 'splits' must list 'test' and/or 'test_ood', got {splits}")
+    if data.get("min_group_n", 10) < 1:
+        problems.append(f"key 'min_group_n' must be >= 1, got {data['min_group_n']}")
+    if data.get("fid_draws", 3) < 1:
+        problems.append("key 'fid_draws' must be >= 1")
+    with errors.collect():
+        _run_name(data, source)
+    errors.messages.extend(f"{source}: {problem}" for problem in problems)
+
+
+def _entries(entries: list, kind: str, source: str, errors: ConfigErrors, parse: Callable) -> list:
+    """Each [[kind]] entry parsed; the errors of every entry are collected, not just the first."""
+    parsed = []
+    for i, entry in enumerate(entries):
+        with errors.collect():
+            parsed.append(parse(entry, kind, source, f"{kind}[{i}]"))
+    return parsed
+
+
+def _dataset_entry(entry: dict, kind: str, source: str, where: str) -> tuple[PluginSpec, list[str]]:
+    _check_keys(entry, DATASET_KEYS, source, where)
+    scenarios = entry.get("scenarios", ["natural"])
+    if not scenarios:
+        raise ConfigError(f"{source}: {where}.scenarios is empty; list at least one scenario")
+    if not all(isinstance(name, str) for name in scenarios):
+        raise ConfigError(f"{source}: {where}.scenarios must list scenario names (strings), got {scenarios!r}")
+    return _plugin(entry, kind, source, where), list(scenarios)
+
+
+def _sampling_entry(entry: dict, kind: str, source: str, where: str) -> SamplingSpec:
+    _check_keys(entry, SAMPLING_KEYS, source, where)
+    if not all(_type_ok(p, (int, float)) for p in entry.get("proportions", [])):
+        raise ConfigError(f"{source}: key '{where}.proportions' must list numbers, got {entry['proportions']!r}")
+    try:
+        return SamplingSpec(entry.get("strategy", "fair"), float(entry.get("ratio", 1.0)),
+                            tuple(entry.get("proportions", ())))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {where}: {exc}") from exc
+
+
+def _check_across(datasets: list, generators: list[PluginSpec], classifiers: list[PluginSpec],
+                  samplings: list[SamplingSpec], source: str, errors: ConfigErrors) -> None:
+    """Restrictions name entries of the grid; labels and samplings are distinct."""
     known = {"datasets": {d.label for d, _ in datasets}, "scenarios": {s for _, names in datasets for s in names}}
     for spec in generators + classifiers:
         for key, values in spec.restrict.items():
             unknown = sorted(set(values) - known[key])
             if unknown:
-                raise ConfigError(f"{source}: [[{spec.kind}]] '{spec.label}' {key} = {unknown}: not in the grid's "
-                                  f"{key} {sorted(known[key])}")
+                errors.messages.append(f"{source}: [[{spec.kind}]] '{spec.label}' {key} = {unknown}: not in the "
+                                       f"grid's {key} {sorted(known[key])}")
     for kind, specs in (("generator", generators), ("classifier", classifiers), ("dataset", [d for d, _ in datasets])):
         labels = [s.label for s in specs]
         dupes = sorted({l for l in labels if labels.count(l) > 1})
         if dupes:
-            raise ConfigError(f"{source}: two [[{kind}]] entries share the label {dupes}; give one a distinct `label`")
+            errors.messages.append(f"{source}: two [[{kind}]] entries share the label {dupes}; give one a "
+                                   "distinct `label`")
     repeated = [s.as_dict() for i, s in enumerate(samplings) if s in samplings[:i]]
     if repeated:
-        raise ConfigError(f"{source}: two [[sampling]] entries are the same ({repeated[0]}); remove one")
-    if data.get("min_group_n", 10) < 1:
-        raise ConfigError(f"{source}: key 'min_group_n' must be >= 1, got {data['min_group_n']}")
-    if data.get("fid_draws", 3) < 1:
-        raise ConfigError(f"{source}: key 'fid_draws' must be >= 1")
-    return Grid(_run_name(data, source), source, text, seeds, list(splits), data.get("cas", False),
-                data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
-                data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
-                # generator_seeds == seeds is the default behaviour: store 0 so cell keys stay as without the key
-                generator_seeds if generator_seeds != seeds else 0, executor, workers)
+        errors.messages.append(f"{source}: two [[sampling]] entries are the same ({repeated[0]}); remove one")
 
 
 def _run_name(data: dict, source: str) -> str:
@@ -332,15 +364,18 @@ def _check_keys(entry: dict, allowed: dict, source: str, where: str) -> None:
         raise ConfigError(f"{source}: {where or 'the grid'} must be a table, e.g. [[{where.split('[')[0]}]] "
                           f"with `name = ...`; got {type(entry).__name__} {entry!r}")
     prefix = f"{where}." if where else ""
+    errors = ConfigErrors()
     for key, value in entry.items():
         if key not in allowed:
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed keys: {sorted(allowed)}"
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
-        if not _type_ok(value, allowed[key]):
+            errors.messages.append(f"{source}: unknown key '{prefix}{key}'{hint}")
+        elif not _type_ok(value, allowed[key]):
             expected = allowed[key]
             name = expected.__name__ if isinstance(expected, type) else "number"
-            raise ConfigError(f"{source}: key '{prefix}{key}' must be {name}, got {type(value).__name__} {value!r}")
+            errors.messages.append(f"{source}: key '{prefix}{key}' must be {name}, got {type(value).__name__} "
+                                   f"{value!r}")
+    errors.raise_if_any()
 
 
 def _type_ok(value: Any, expected: type | tuple) -> bool:

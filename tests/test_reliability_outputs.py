@@ -187,3 +187,16 @@ def test_publishing_again_replaces_only_what_the_last_publish_wrote(gaps_run, tm
     main(["leaderboard", str(gaps_run), "--significance", "none", "--publish", str(board)])
     assert sorted(p.name for p in board.iterdir()) == sorted([*written, "baseline.csv"])
     assert (board / "baseline.csv").read_text() == "kept: not written by publish"
+
+
+def test_mistakes_in_several_entries_of_a_grid_file_are_reported_together(tiny_grid, toy_plugins, capsys):
+    tiny_grid.write_text(TINY_GRID.replace("seeds = 2", "seeds = 0")
+                         .replace('scenarios = ["natural", "cap100"]', 'scenarios = ["natural", "cap100"]\nparms = {}')
+                         .replace('strategy = "fair"', 'strategy = "fairest"')
+                         .replace('name = "centroid"', 'name = "centroid"\nlabel = 3'))
+    assert main(["run", str(tiny_grid), "--dry-run", "--plugins", toy_plugins]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 4 and all(line.startswith(f"error: {tiny_grid}: ") for line in lines)
+    for part in ("'seeds' must be >= 1", "unknown key 'dataset[0].parms'; did you mean 'params'",
+                 "unknown sampling strategy 'fairest'", "key 'classifier[0].label' must be str"):
+        assert sum(part in line for line in lines) == 1, (part, lines)
