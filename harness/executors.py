@@ -76,9 +76,9 @@ def _fork_server_context() -> multiprocessing.context.ForkServerContext:
     or CUDA. The server preloads the runner and those plugin modules that this process has
     already imported without error (a broken, blocked plugin must not break the server), and
     harness.worker_lifeline, which makes it die with this process; the preload list counts only
-    when the server starts, once per process. The server starts with
-    PYTHONSAFEPATH, so that it imports the installed harness rather than a `harness` folder in
-    the working directory (a `python -c` process puts that folder first on its path)."""
+    when the server starts, once per process. The server starts with PYTHONSAFEPATH, so that it
+    imports the installed harness rather than a `harness` folder in the working directory (a
+    `python -c` process, which the server is, puts that folder first on its path)."""
     context = multiprocessing.get_context("forkserver")
     installed = {ep.module for ep in entry_points(group="harness")}
     context.set_forkserver_preload(["harness.worker_lifeline", "harness.runner",
@@ -121,6 +121,7 @@ class ProcessExecutor:
 
 
 def _stop(pool: ProcessPoolExecutor, futures: dict) -> None:
+    """Cancel the pending calls and kill the workers, with the calls they are running."""
     for future in futures:
         future.cancel()
     # the pool has no public way to stop running calls before Python 3.14 (terminate_workers)
