@@ -12,15 +12,19 @@ locks make two workers that need the same generator train it once.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib.metadata import entry_points
+from multiprocessing import forkserver
 from typing import Any, Callable, Iterable, Iterator
 
 from harness.contracts import ConfigError
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 RAY_MISSING = ("the ray executor needs Ray, an optional dependency: pip install 'fairgen-harness[ray]' "
                "(or pip install ray)")
 
@@ -34,9 +38,14 @@ class SerialExecutor:
             yield item, fn(item)
 
 
-def _init_worker(environ: dict[str, str] | None = None, cwd: str | None = None) -> None:
-    """One torch thread; and the caller's environment and folder as they are now (a fork
-    server keeps those of the moment it started)."""
+def _init_worker(environ: dict[str, str] | None = None, cwd: str | None = None, parent: int | None = None) -> None:
+    """One torch thread; the caller's environment and folder as they are now (a fork server
+    keeps those of the moment it started); and, for a local pool, death with the run: the
+    worker is killed when its fork server dies (which dies with the run, see worker_lifeline),
+    and ignores Ctrl-C, which the run handles by stopping its workers itself."""
+    if parent is not None:
+        die_with_parent(parent)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(1)
@@ -47,14 +56,42 @@ def _init_worker(environ: dict[str, str] | None = None, cwd: str | None = None) 
         os.chdir(cwd)
 
 
+def die_with_parent(run_pid: int | None = None) -> None:
+    """Linux: SIGKILL this process when its parent exits, so that a killed run leaves no worker
+    training on (and holding memory or a GPU); `run_pid`: exit now if that process is already
+    gone (it may have died before this took effect). Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or run_pid is None:
+        return
+    try:
+        os.kill(run_pid, 0)
+    except ProcessLookupError:
+        os._exit(1)
+
+
 def _fork_server_context() -> multiprocessing.context.ForkServerContext:
     """Workers forked from a clean server process, not from this one, which may hold threads
     or CUDA. The server preloads the runner and those plugin modules that this process has
-    already imported without error (a broken, blocked plugin must not break the server); the
-    preload list counts only when the server starts, once per process."""
+    already imported without error (a broken, blocked plugin must not break the server), and
+    harness.worker_lifeline, which makes it die with this process; the preload list counts only
+    when the server starts, once per process. The server starts with PYTHONSAFEPATH, so that it
+    imports the installed harness rather than a `harness` folder in the working directory (a
+    `python -c` process, which the server is, puts that folder first on its path)."""
     context = multiprocessing.get_context("forkserver")
     installed = {ep.module for ep in entry_points(group="harness")}
-    context.set_forkserver_preload(["harness.runner", *sorted(m for m in installed if m in sys.modules)])
+    context.set_forkserver_preload(["harness.worker_lifeline", "harness.runner",
+                                    *sorted(m for m in installed if m in sys.modules)])
+    saved = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        forkserver.ensure_running()
+    finally:
+        if saved is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = saved
     return context
 
 
@@ -63,18 +100,35 @@ class ProcessExecutor:
         self.workers = max(1, workers)
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
-        with ProcessPoolExecutor(self.workers, mp_context=_fork_server_context(), initializer=_init_worker,
-                                 initargs=(dict(os.environ), os.getcwd())) as pool:
+        """On Ctrl-C (or when the caller stops early) the cells in flight are stopped at once:
+        pending ones cancelled, workers killed; their cells have no record and rerun next time."""
+        pool = ProcessPoolExecutor(self.workers, mp_context=_fork_server_context(), initializer=_init_worker,
+                                   initargs=(dict(os.environ), os.getcwd(), os.getpid()))
+        futures: dict = {}
+        finished = False
+        try:
             futures = {pool.submit(fn, item): item for item in items}
-            try:
-                for future in as_completed(futures):
-                    try:
-                        yield futures[future], future.result()
-                    except Exception as exc:  # a worker that died (e.g. out of memory) fails only its cell
-                        yield futures[future], exc
-            finally:
-                for future in futures:
-                    future.cancel()
+            for future in as_completed(futures):
+                try:
+                    yield futures[future], future.result()
+                except Exception as exc:  # a worker that died (e.g. out of memory) fails only its cell
+                    yield futures[future], exc
+            finished = True
+        finally:
+            if not finished:
+                _stop(pool, futures)
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop(pool: ProcessPoolExecutor, futures: dict) -> None:
+    """Cancel the pending calls and kill the workers, with the calls they are running."""
+    for future in futures:
+        future.cancel()
+    # the pool has no public way to stop running calls before Python 3.14 (terminate_workers)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.join(timeout=5)
 
 
 class RayExecutor:

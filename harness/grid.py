@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from harness.cache import stable_hash
 from harness.contracts import ConfigError
@@ -52,6 +54,28 @@ DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
 #: a generator or classifier entry may be limited to some datasets / scenarios (e.g. ablations)
 RESTRICTED_KEYS = {**PLUGIN_KEYS, "datasets": list, "scenarios": list}
 SAMPLING_KEYS = {"strategy": str, "ratio": (int, float), "proportions": list}
+#: a grid name becomes the folder runs/<name>: one path component, no leading dot
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+ONLY_KEYS = ("dataset", "scenario", "generator", "sampling", "classifier")
+
+
+class ConfigErrors:
+    """Collects the config errors of several independent checks, so that one invocation
+    reports all of them: `with errors.collect(): check()`, then `errors.raise_if_any()`."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:
+            self.messages.extend(str(exc).splitlines())
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            raise ConfigError("\n".join(self.messages))
 
 
 @dataclass(frozen=True)
@@ -164,14 +188,33 @@ def _selected(cell: Cell, only: dict[str, list[str]]) -> bool:
 
 def parse_only(items: list[str]) -> dict[str, list[str]]:
     """--only dataset=derm --only generator=none,oversample -> {"dataset": [...], ...}"""
-    keys = ("dataset", "scenario", "generator", "sampling", "classifier")
     only: dict[str, list[str]] = {}
+    errors = ConfigErrors()
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in keys:
-            raise ConfigError(f"--only expects KEY=VALUE[,VALUE] with KEY one of {keys}, got '{item}'")
+        if not sep or key not in ONLY_KEYS:
+            errors.messages.append(f"--only expects KEY=VALUE[,VALUE] with KEY one of {ONLY_KEYS}, got '{item}'")
+            continue
         only.setdefault(key, []).extend(v for v in value.split(",") if v)
+    errors.raise_if_any()
     return only
+
+
+def check_only(grid: Grid, only: dict[str, list[str]]) -> None:
+    """Every --only value must name something in the grid: a typo would otherwise just run less."""
+    known = {"dataset": [d.label for d, _ in grid.datasets],
+             "scenario": list(dict.fromkeys(s for _, names in grid.datasets for s in names)),
+             "generator": [g.label for g in grid.generators], "classifier": [c.label for c in grid.classifiers],
+             "sampling": [s.label for s in grid.samplings] + ["real"]}
+    errors = ConfigErrors()
+    for key, values in only.items():
+        for value in values:
+            if value not in known[key]:
+                close = difflib.get_close_matches(value, known[key], n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else "."
+                errors.messages.append(f"--only {key}={value}: no {key} '{value}' in {grid.source}{hint} "
+                                       f"Its {key} values: {known[key]}")
+    errors.raise_if_any()
 
 
 def builtin_grids() -> dict[str, str]:
@@ -197,74 +240,118 @@ def load_grid(name_or_path: str | None = None) -> Grid:
 
 
 def parse_grid(text: str, source: str = "<grid>") -> Grid:
+    """A Grid from TOML text. Mistakes are reported together, one line each, except that text
+    that is not TOML, or has unknown or mistyped top-level keys, stops there."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
     _check_keys(data, TOP_KEYS, source, "")
-    for section in ("dataset", "generator", "classifier"):
-        if not data.get(section):
-            raise ConfigError(f"{source}: the grid needs at least one [[{section}]] entry")
+    errors = ConfigErrors()
+    _check_settings(data, source, errors)
+    datasets = _entries(data.get("dataset", []), "dataset", source, errors, _dataset_entry)
+    generators = _entries(data.get("generator", []), "generator", source, errors, _plugin)
+    classifiers = _entries(data.get("classifier", []), "classifier", source, errors, _plugin)
+    samplings = _entries(data.get("sampling", [{"strategy": "fair", "ratio": 1.0}]), "sampling", source, errors,
+                         _sampling_entry)
+    errors.raise_if_any()  # the checks across entries below need every entry
+    _check_across(datasets, generators, classifiers, samplings, source, errors)
+    errors.raise_if_any()
+    seeds, generator_seeds = data.get("seeds", 3), data.get("generator_seeds", 0)
+    return Grid(_run_name(data, source), source, text, seeds, list(data.get("splits", ["test"])),
+                data.get("cas", False), data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
+                data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
+                # generator_seeds == seeds is the default behaviour: store 0 so cell keys stay as without the key
+                generator_seeds if generator_seeds != seeds else 0, data.get("executor", "serial"),
+                data.get("workers", 2))
+
+
+def _check_settings(data: dict, source: str, errors: ConfigErrors) -> None:
+    """The top-level values (their types are already checked)."""
+    problems = [f"the grid needs at least one [[{section}]] entry"
+                for section in ("dataset", "generator", "classifier") if not data.get(section)]
     seeds = data.get("seeds", 3)
     if seeds < 1:
-        raise ConfigError(f"{source}: key 'seeds' must be >= 1, got {seeds}")
-    generator_seeds = data.get("generator_seeds", 0)
-    if "generator_seeds" in data and not 1 <= generator_seeds <= seeds:
-        raise ConfigError(f"{source}: key 'generator_seeds' must be between 1 and seeds ({seeds}), got {generator_seeds}")
-    executor, workers = data.get("executor", "serial"), data.get("workers", 2)
-    if executor not in ("serial", "process", "ray"):
-        raise ConfigError(f"{source}: key 'executor' must be 'serial', 'process' or 'ray', got '{executor}'")
-    if workers < 1:
-        raise ConfigError(f"{source}: key 'workers' must be >= 1, got {workers}")
+        problems.append(f"key 'seeds' must be >= 1, got {seeds}")
+    if "generator_seeds" in data and not 1 <= data["generator_seeds"] <= seeds:
+        problems.append(f"key 'generator_seeds' must be between 1 and seeds ({seeds}), got {data['generator_seeds']}")
+    if data.get("executor", "serial") not in ("serial", "process", "ray"):
+        problems.append(f"key 'executor' must be 'serial', 'process' or 'ray', got '{data['executor']}'")
+    if data.get("workers", 2) < 1:
+        problems.append(f"key 'workers' must be >= 1, got {data['workers']}")
     splits = data.get("splits", ["test"])
     if not splits or any(s not in ("test", "test_ood") for s in splits):
-        raise ConfigError(f"{source}: key 'splits' must list 'test' and/or 'test_ood', got {splits}")
-    datasets = []
-    for i, entry in enumerate(data["dataset"]):
-        where = f"dataset[{i}]"
-        _check_keys(entry, DATASET_KEYS, source, where)
-        scenarios = entry.get("scenarios", ["natural"])
-        if not scenarios:
-            raise ConfigError(f"{source}: {where}.scenarios is empty; list at least one scenario")
-        if not all(isinstance(name, str) for name in scenarios):
-            raise ConfigError(f"{source}: {where}.scenarios must list scenario names (strings), got {scenarios!r}")
-        datasets.append((_plugin(entry, "dataset", source, where), list(scenarios)))
-    generators = [_plugin(e, "generator", source, f"generator[{i}]") for i, e in enumerate(data["generator"])]
-    classifiers = [_plugin(e, "classifier", source, f"classifier[{i}]") for i, e in enumerate(data["classifier"])]
-    samplings = []
-    for i, entry in enumerate(data.get("sampling", [{"strategy": "fair", "ratio": 1.0}])):
-        _check_keys(entry, SAMPLING_KEYS, source, f"sampling[{i}]")
-        if not all(_type_ok(p, (int, float)) for p in entry.get("proportions", [])):
-            raise ConfigError(f"{source}: key 'sampling[{i}].proportions' must list numbers, got {entry['proportions']!r}")
-        try:
-            samplings.append(SamplingSpec(entry.get("strategy", "fair"), float(entry.get("ratio", 1.0)),
-                                          tuple(entry.get("proportions", ()))))
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: sampling[{i}]: {exc}") from exc
+        problems.append(f"key 'splits' must list 'test' and/or 'test_ood', got {splits}")
+    if data.get("min_group_n", 10) < 1:
+        problems.append(f"key 'min_group_n' must be >= 1, got {data['min_group_n']}")
+    if data.get("fid_draws", 3) < 1:
+        problems.append("key 'fid_draws' must be >= 1")
+    with errors.collect():
+        _run_name(data, source)
+    errors.messages.extend(f"{source}: {problem}" for problem in problems)
+
+
+def _entries(entries: list, kind: str, source: str, errors: ConfigErrors, parse: Callable) -> list:
+    """Each [[kind]] entry parsed; the errors of every entry are collected, not just the first."""
+    parsed = []
+    for i, entry in enumerate(entries):
+        with errors.collect():
+            parsed.append(parse(entry, kind, source, f"{kind}[{i}]"))
+    return parsed
+
+
+def _dataset_entry(entry: dict, kind: str, source: str, where: str) -> tuple[PluginSpec, list[str]]:
+    _check_keys(entry, DATASET_KEYS, source, where)
+    scenarios = entry.get("scenarios", ["natural"])
+    if not scenarios:
+        raise ConfigError(f"{source}: {where}.scenarios is empty; list at least one scenario")
+    if not all(isinstance(name, str) for name in scenarios):
+        raise ConfigError(f"{source}: {where}.scenarios must list scenario names (strings), got {scenarios!r}")
+    return _plugin(entry, kind, source, where), list(scenarios)
+
+
+def _sampling_entry(entry: dict, kind: str, source: str, where: str) -> SamplingSpec:
+    _check_keys(entry, SAMPLING_KEYS, source, where)
+    if not all(_type_ok(p, (int, float)) for p in entry.get("proportions", [])):
+        raise ConfigError(f"{source}: key '{where}.proportions' must list numbers, got {entry['proportions']!r}")
+    try:
+        return SamplingSpec(entry.get("strategy", "fair"), float(entry.get("ratio", 1.0)),
+                            tuple(entry.get("proportions", ())))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {where}: {exc}") from exc
+
+
+def _check_across(datasets: list, generators: list[PluginSpec], classifiers: list[PluginSpec],
+                  samplings: list[SamplingSpec], source: str, errors: ConfigErrors) -> None:
+    """Restrictions name entries of the grid; labels and samplings are distinct."""
     known = {"datasets": {d.label for d, _ in datasets}, "scenarios": {s for _, names in datasets for s in names}}
     for spec in generators + classifiers:
         for key, values in spec.restrict.items():
             unknown = sorted(set(values) - known[key])
             if unknown:
-                raise ConfigError(f"{source}: [[{spec.kind}]] '{spec.label}' {key} = {unknown}: not in the grid's "
-                                  f"{key} {sorted(known[key])}")
+                errors.messages.append(f"{source}: [[{spec.kind}]] '{spec.label}' {key} = {unknown}: not in the "
+                                       f"grid's {key} {sorted(known[key])}")
     for kind, specs in (("generator", generators), ("classifier", classifiers), ("dataset", [d for d, _ in datasets])):
         labels = [s.label for s in specs]
         dupes = sorted({l for l in labels if labels.count(l) > 1})
         if dupes:
-            raise ConfigError(f"{source}: two [[{kind}]] entries share the label {dupes}; give one a distinct `label`")
+            errors.messages.append(f"{source}: two [[{kind}]] entries share the label {dupes}; give one a "
+                                   "distinct `label`")
     repeated = [s.as_dict() for i, s in enumerate(samplings) if s in samplings[:i]]
     if repeated:
-        raise ConfigError(f"{source}: two [[sampling]] entries are the same ({repeated[0]}); remove one")
-    if data.get("min_group_n", 10) < 1:
-        raise ConfigError(f"{source}: key 'min_group_n' must be >= 1, got {data['min_group_n']}")
-    if data.get("fid_draws", 3) < 1:
-        raise ConfigError(f"{source}: key 'fid_draws' must be >= 1")
-    return Grid(data.get("name", Path(source).stem), source, text, seeds, list(splits), data.get("cas", False),
-                data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
-                data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
-                # generator_seeds == seeds is the default behaviour: store 0 so cell keys stay as without the key
-                generator_seeds if generator_seeds != seeds else 0, executor, workers)
+        errors.messages.append(f"{source}: two [[sampling]] entries are the same ({repeated[0]}); remove one")
+
+
+def _run_name(data: dict, source: str) -> str:
+    """The grid's name, which names its run folder runs/<name>: refused when it is not one plain
+    path component (an explicit name), made into one (a file name)."""
+    if "name" not in data:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem).lstrip(".") or "grid"
+    name = data["name"]
+    if not SAFE_NAME.fullmatch(name):
+        raise ConfigError(f"{source}: key 'name' must be a plain folder name (letters, digits, '-', '_', '.'; "
+                          f"not starting with '.'), got {name!r}; choose where the run goes with --out")
+    return name
 
 
 def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:
@@ -280,15 +367,18 @@ def _check_keys(entry: dict, allowed: dict, source: str, where: str) -> None:
         raise ConfigError(f"{source}: {where or 'the grid'} must be a table, e.g. [[{where.split('[')[0]}]] "
                           f"with `name = ...`; got {type(entry).__name__} {entry!r}")
     prefix = f"{where}." if where else ""
+    errors = ConfigErrors()
     for key, value in entry.items():
         if key not in allowed:
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed keys: {sorted(allowed)}"
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
-        if not _type_ok(value, allowed[key]):
+            errors.messages.append(f"{source}: unknown key '{prefix}{key}'{hint}")
+        elif not _type_ok(value, allowed[key]):
             expected = allowed[key]
             name = expected.__name__ if isinstance(expected, type) else "number"
-            raise ConfigError(f"{source}: key '{prefix}{key}' must be {name}, got {type(value).__name__} {value!r}")
+            errors.messages.append(f"{source}: key '{prefix}{key}' must be {name}, got {type(value).__name__} "
+                                   f"{value!r}")
+    errors.raise_if_any()
 
 
 def _type_ok(value: Any, expected: type | tuple) -> bool:
@@ -300,23 +390,32 @@ def _type_ok(value: Any, expected: type | tuple) -> bool:
 def apply_overrides(grid: Grid, items: list[str]) -> Grid:
     """--param LABEL.KEY=VALUE sets a plugin parameter of the grid entry with that label,
     e.g. --param covid.root=/data/covid-chestxray or --param derm.resolution=16.
-    VALUE is read as JSON (numbers, booleans, lists), else taken as a string."""
+    VALUE is read as JSON (numbers, booleans, lists), else taken as a string. The valid items
+    are applied even when others are refused (the grid is changed in place), so that later
+    checks can still report their own errors."""
+    errors = ConfigErrors()
     for item in items:
-        target, sep, raw = item.partition("=")
-        label, dot, key = target.partition(".")
-        if not sep or not dot or not key:
-            raise ConfigError(f"--param expects LABEL.KEY=VALUE (e.g. derm.n_train=1000), got '{item}'")
-        value = _parse_value(raw)
-        grid.datasets = [(_with_param(spec, key, value) if spec.label == label else spec, scenarios)
-                         for spec, scenarios in grid.datasets]
-        grid.generators = [_with_param(s, key, value) if s.label == label else s for s in grid.generators]
-        grid.classifiers = [_with_param(s, key, value) if s.label == label else s for s in grid.classifiers]
-        labels = [s.label for s, _ in grid.datasets] + [s.label for s in grid.generators + grid.classifiers]
-        if label not in labels:
-            close = difflib.get_close_matches(label, labels, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; entries are {labels}"
-            raise ConfigError(f"--param {item}: no dataset, generator or classifier labelled '{label}' in {grid.source}{hint}")
+        with errors.collect():
+            _apply_override(grid, item)
+    errors.raise_if_any()
     return grid
+
+
+def _apply_override(grid: Grid, item: str) -> None:
+    target, sep, raw = item.partition("=")
+    label, dot, key = target.partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"--param expects LABEL.KEY=VALUE (e.g. derm.n_train=1000), got '{item}'")
+    value = _parse_value(raw)
+    labels = [s.label for s, _ in grid.datasets] + [s.label for s in grid.generators + grid.classifiers]
+    if label not in labels:
+        close = difflib.get_close_matches(label, labels, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; entries are {labels}"
+        raise ConfigError(f"--param {item}: no dataset, generator or classifier labelled '{label}' in {grid.source}{hint}")
+    grid.datasets = [(_with_param(spec, key, value) if spec.label == label else spec, scenarios)
+                     for spec, scenarios in grid.datasets]
+    grid.generators = [_with_param(s, key, value) if s.label == label else s for s in grid.generators]
+    grid.classifiers = [_with_param(s, key, value) if s.label == label else s for s in grid.classifiers]
 
 
 def add_generators(grid: Grid, names: list[str]) -> Grid:
@@ -337,4 +436,4 @@ def _parse_value(raw: str) -> Any:
 
 
 def _with_param(spec: PluginSpec, key: str, value: Any) -> PluginSpec:
-    return PluginSpec(spec.kind, spec.name, spec.label, {**spec.params, key: value})
+    return replace(spec, params={**spec.params, key: value})

@@ -9,6 +9,7 @@ Reading guide: docs/leaderboards.md.
 """
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 from typing import Sequence
@@ -212,7 +213,7 @@ def render(summary: pd.DataFrame, fmt: str = "md", scale: str = "fraction") -> s
         rows = [[row["method"]] + [_cell(row, name, factor[name]) for name in metrics] for _, row in table.iterrows()]
         headers = ["method"] + [f"{name} {ARROW[METRICS[name].direction]}" for name in metrics]
         body = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
-        parts.append(f"<h3>{title}</h3>\n{body}" if fmt == "html" else f"### {title}\n\n{body}")
+        parts.append(f"<h3>{html.escape(title)}</h3>\n{body}" if fmt == "html" else f"### {title}\n\n{body}")
     return "\n\n".join(parts) + "\n"
 
 

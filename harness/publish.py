@@ -5,17 +5,21 @@ the folder can be recomputed from what sits beside it (`harness leaderboard` on 
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness import records, stats
+from harness import coverage, records, stats
 from harness.cache import write_bytes_atomic
+from harness.contracts import ConfigError
 from harness.leaderboard import TABLE_KEYS, render
 from harness.metrics import HIGHER, METRICS
 
+#: names the files a publish wrote into its folder; only a folder holding it is written into again
+MARKER = ".harness-publish.json"
 #: the metrics the ranking is computed on (each where the run has it)
 RANKING_METRICS = ("acc", "worst_acc", "gap_acc", "auc_gap", "dp", "eo", "cas", "fid")
 
@@ -101,33 +105,58 @@ def table_sizes(rows: list[dict]) -> dict[tuple, str]:
 
 
 def publish(run_dir: Path, out_dir: Path, summary: pd.DataFrame, title: str, scale: str = "fraction") -> list[Path]:
-    """Write the folder; returns the files written. Old tables in `out_dir` are removed first so
-    the folder holds exactly this run."""
+    """Write the folder; returns the files written. `out_dir` must be new, empty, or a folder
+    this function wrote before (it holds MARKER): then the files of that earlier publish are
+    replaced or removed, so the folder holds exactly this run, and no other file is touched."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if out_dir.exists():
-        for old in out_dir.glob("*"):
-            if old.is_file() and old.suffix in (".md", ".csv", ".json", ".jsonl"):
-                old.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, sizes = [], table_sizes(records.load(run_dir))
-    for keys, table in summary.groupby(TABLE_KEYS, sort=False):
+    tables = list(summary.groupby(TABLE_KEYS, sort=False))
+    names = [f"{table_name(keys)}{suffix}" for keys, _ in tables for suffix in (".md", ".csv")]
+    names += ["ranking.csv", "ranking.md", "README.md", records.MANIFEST, records.RESULTS]
+    earlier = _claim_folder(out_dir, names)
+    sizes = table_sizes(records.load(run_dir))
+    for keys, table in tables:
         stem = out_dir / table_name(keys)
         size_line = f"Sizes: {sizes[tuple(keys)]}.\n\n" if sizes.get(tuple(keys)) else ""
         write_text_atomic(stem.with_suffix(".md"), render(table, "md", scale).replace("\n\n", f"\n\n{size_line}", 1))
         write_text_atomic(stem.with_suffix(".csv"), render(table, "csv", scale))
-        written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
     rank_md, rank_rows = ranking(summary)
     write_text_atomic(out_dir / "ranking.csv", rank_rows.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(out_dir / "ranking.md", "# Cross-dataset ranking\n\n" + RANKING_NOTE + "\n\n" + rank_md)
     index = [f"# {title}\n", INDEX_NOTE, "\n## Tables\n"]
     index += [f"- [{'/'.join(map(str, keys))}]({table_name(keys)}.md) ({sizes.get(tuple(keys), '')})"
-              for keys, _ in summary.groupby(TABLE_KEYS, sort=False)]
+              for keys, _ in tables]
+    missing = coverage.markdown(coverage.gaps(run_dir), Path(run_dir.name))
+    index += ["\n" + missing] if missing else []
     index += ["\n## Cross-dataset ranking\n", RANKING_NOTE + "\n", rank_md, "\n## All tables\n", render(summary, "md", scale)]
     write_text_atomic(out_dir / "README.md", "\n".join(index))
     for name in (records.MANIFEST, records.RESULTS):
         write_bytes_atomic(out_dir / name, (run_dir / name).read_bytes())
-    written += [out_dir / n for n in ("ranking.csv", "ranking.md", "README.md", records.MANIFEST, records.RESULTS)]
-    return written
+    for name in sorted(set(earlier) - set(names)):  # tables of the earlier publish that this run lacks
+        (out_dir / name).unlink(missing_ok=True)
+    write_text_atomic(out_dir / MARKER, json.dumps({"files": names}, indent=1) + "\n")
+    return [out_dir / name for name in names]
+
+
+def _claim_folder(out_dir: Path, names: list[str]) -> list[str]:
+    """Make sure publishing may write into `out_dir`; the files an earlier publish wrote there.
+    The marker is written first with both lists, so an interrupted publish can be rerun."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--publish {out_dir}: that is a file, not a folder")
+    marker = out_dir / MARKER
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not marker.is_file():
+        raise ConfigError(f"--publish {out_dir}: the folder is not empty and was not written by --publish "
+                          f"(no {MARKER}); publishing replaces files, so give a new or empty folder, "
+                          "or move this folder's files away first")
+    earlier = []
+    if marker.is_file():
+        try:
+            earlier = [n for n in json.loads(marker.read_text())["files"] if n == Path(n).name and n != MARKER]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"--publish {out_dir}: {marker} is damaged ({exc}); move the folder away and "
+                              "publish into a new one") from exc
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(marker, json.dumps({"files": sorted(set(earlier) | set(names))}, indent=1) + "\n")
+    return earlier
 
 
 INDEX_NOTE = ("Written by `harness leaderboard RUN --publish DIR` from the run whose manifest.json and "

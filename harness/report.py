@@ -9,19 +9,20 @@ Plots are PNGs embedded as base64, so the page is one self-contained file.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
 from pathlib import Path
 
+import jinja2
 import matplotlib
+from markupsafe import Markup
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from harness import records  # noqa: E402
+from harness import coverage, records  # noqa: E402
 from harness.data import ImageSet  # noqa: E402
 from harness.leaderboard import TABLE_KEYS, load_summary, render  # noqa: E402
 
@@ -30,7 +31,7 @@ def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    return Markup(f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">')
 
 
 def _table_key(row: dict) -> tuple:
@@ -143,30 +144,47 @@ def build_report(run_dir: Path, cache_dir: Path | None = None) -> str:
     rows = [r for r in records.load(run_dir) if r.get("status") == "ok"]
     if not rows:
         raise FileNotFoundError(f"no successful result records in {run_dir / records.RESULTS}")
-    parts = [f"<h1>Run report: {html.escape(str(run_dir))}</h1>",
-             f"<p>grid {html.escape(manifest.get('grid', {}).get('source', '?'))}, git "
-             f"{html.escape(manifest.get('git', '?'))}, torch {html.escape(manifest.get('versions', {}).get('torch', '?'))}</p>",
-             "<h2>Leaderboard</h2>", render(load_summary(run_dir), "html")]
     tables: dict[tuple, list[dict]] = {}
     for row in rows:
         tables.setdefault(_table_key(row), []).append(row)
-    for key, table_rows in tables.items():
-        title = ", ".join(f"{k}={v}" for k, v in zip(TABLE_KEYS, key))
-        parts.append(f"<h2>{html.escape(title)}</h2><div>")
-        parts.append(accuracy_vs_gap(table_rows, title))
-        attribute = table_rows[0]["plugins"]["attribute"]
-        for plot in (group_radar(table_rows, attribute, "auc", title), fid_bars(table_rows, title)):
-            if plot:
-                parts.append(plot)
-        parts.append("</div>")
-        shown = set()
-        for row in table_rows:
-            method = _method(row)
-            if row["seed_index"] == 0 and method not in shown and row["artifacts"].get("synthetic"):
-                grid = sample_grid(row, cache_dir)
-                if grid:
-                    parts.append(f"<h3>Samples: {html.escape(method)}</h3>{grid}")
-                    shown.add(method)
-    style = "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:3px 6px}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>harness report</title><style>{style}</style></head>" \
-           f"<body>{''.join(parts)}</body></html>"
+    # labels and error messages come from grid files and plugins: text, never markup or mathtext
+    with matplotlib.rc_context({"text.parse_math": False}):
+        sections = [_table_section(key, table_rows, cache_dir) for key, table_rows in tables.items()]
+    return PAGE.render(run_dir=str(run_dir), grid=manifest.get("grid", {}).get("source", "?"),
+                       git=manifest.get("git", "?"), torch=manifest.get("versions", {}).get("torch", "?"),
+                       leaderboard=Markup(render(load_summary(run_dir), "html")), sections=sections,
+                       gaps=coverage.gaps(run_dir))
+
+
+def _table_section(key: tuple, rows: list[dict], cache_dir: Path) -> dict:
+    title = ", ".join(f"{k}={v}" for k, v in zip(TABLE_KEYS, key))
+    attribute = rows[0]["plugins"]["attribute"]
+    plots = [accuracy_vs_gap(rows, title), group_radar(rows, attribute, "auc", title), fid_bars(rows, title)]
+    samples, shown = [], set()
+    for row in rows:
+        method = _method(row)
+        if row["seed_index"] == 0 and method not in shown and row["artifacts"].get("synthetic"):
+            grid = sample_grid(row, cache_dir)
+            if grid:
+                samples.append((method, grid))
+                shown.add(method)
+    return {"title": title, "plots": [p for p in plots if p], "samples": samples}
+
+
+#: autoescape: every value is escaped unless it is Markup (the PNGs and the leaderboard's own HTML)
+PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""<!doctype html>
+<html><head><meta charset='utf-8'><title>harness report</title>
+<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:3px 6px}</style>
+</head><body>
+<h1>Run report: {{ run_dir }}</h1>
+<p>grid {{ grid }}, git {{ git }}, torch {{ torch }}</p>
+{% if gaps %}<h2>Failed and missing cells</h2>
+<p>{{ gaps | length }} cell(s) have no complete result; the tables and plots leave them out.</p>
+<ul>{% for gap in gaps %}<li>{{ gap.line() }}</li>{% endfor %}</ul>
+{% endif %}<h2>Leaderboard</h2>
+{{ leaderboard }}
+{% for section in sections %}<h2>{{ section.title }}</h2>
+<div>{% for plot in section.plots %}{{ plot }}{% endfor %}</div>
+{% for method, grid in section.samples %}<h3>Samples: {{ method }}</h3>{{ grid }}
+{% endfor %}{% endfor %}</body></html>
+""")

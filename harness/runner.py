@@ -34,13 +34,13 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from harness import metrics as metrics_package
-from harness import progress, records, sampling, scenarios
+from harness import coverage, progress, records, sampling, scenarios
 from harness.cache import Cache, file_sha256, files_digest, stable_hash, write_json_atomic
 from harness.contracts import ConfigError, Dataset, Generator
 from harness.data import DataError, ImageSet, Splits
 from harness.devices import check_device_name, resolve_device, wants_gpu, with_device
 from harness.executors import make_executor
-from harness.grid import Cell, Grid, PluginSpec
+from harness.grid import Cell, ConfigErrors, Grid, PluginSpec, check_only
 from harness.manifest import build_manifest
 from harness.metrics import EvalInput, MetricValue, compute_metrics, group_reports
 from harness.metrics.features import default_extractor
@@ -124,10 +124,7 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
                      tuple(grid.splits), grid.cas, grid.min_group_n, grid.fidelity, extractor, grid.fid_draws,
                      device, max(0, retries))
     registry = _registry(ctx)
-    check_grid(grid, registry)
-    cells = _keyed_cells(grid, ctx, registry, only)
-    if not cells:
-        raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
+    cells = _with_context(plan_cells(grid, registry, only), ctx, registry)
     run_dir = Path(run_dir)
     (run_dir / records.PREDICTIONS).mkdir(parents=True, exist_ok=True)
     run_lock = FileLock(str(run_dir / ".run.lock"))
@@ -142,11 +139,14 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
         run_lock.release()
 
 
-def _keyed_cells(grid: Grid, ctx: RunContext, registry: Registry, only: dict | None = None) -> list[Cell]:
-    """The grid's cells (after --only), each keyed with its context (cell_context)."""
+def _keyed_cells(grid: Grid, ctx: RunContext, registry: Registry) -> list[Cell]:
+    """Every cell of the grid (--only aside), keyed with its context (cell_context)."""
     produces_images = lambda spec: registry.get("generator", spec.name).cls.produces_images  # noqa: E731
-    return [dataclasses.replace(cell, context=cell_context(cell, ctx, registry))
-            for cell in grid.cells(produces_images, only)]
+    return _with_context(grid.cells(produces_images), ctx, registry)
+
+
+def _with_context(cells: list[Cell], ctx: RunContext, registry: Registry) -> list[Cell]:
+    return [dataclasses.replace(cell, context=cell_context(cell, ctx, registry)) for cell in cells]
 
 
 def cell_context(cell: Cell, ctx: RunContext, registry: Registry) -> str:
@@ -177,11 +177,13 @@ def schedule(cells: list[Cell], registry: Registry) -> list[Cell]:
 def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, registry: Registry, cells: list[Cell],
                executor: str, workers: int, only: dict | None, exit_on_error: bool, device: str, retries: int,
                address: str | None, started: float) -> RunSummary:
-    write_json_atomic(run_dir / records.MANIFEST, build_manifest(
+    manifest = build_manifest(
         grid.source, grid.text, [{"kind": p.kind, "name": p.name, "version": p.version, "origin": p.origin,
                                   "source_digest": p.source_digest} for p in registry.all()],
         {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {},
-         "device": device, "retries": retries, "address": address}))
+         "device": device, "retries": retries, "address": address})
+    manifest["cells"] = coverage.planned(cells, grid.splits)  # so tables can say which cells are missing
+    write_json_atomic(run_dir / records.MANIFEST, manifest)
 
     grid_keys = {stable_hash(cell.spec()): cell.key for cell in _keyed_cells(grid, ctx, registry)}  # --only aside
     kept = _finished_records(run_dir, records.load(run_dir), ctx.splits, grid_keys)
@@ -195,9 +197,9 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
     pool = make_executor(executor, workers, address=address, retries=retries, device=device,
                          wants_gpu=partial(cell_wants_gpu, registry=registry, device=device))
     bar = progress.bar(len(todo), desc=grid.name)
-    runner = partial(run_cell_retrying, ctx=ctx)
+    results = pool.map_unordered(partial(run_cell_retrying, ctx=ctx), todo)
     try:
-        for cell, result in pool.map_unordered(runner, todo):
+        for cell, result in results:
             if isinstance(result, BaseException):
                 result = [failure_record(cell, "worker", "", result)]
             records.append(run_dir, result)
@@ -211,6 +213,7 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
                 if exit_on_error:
                     break
     finally:
+        results.close()  # stops the cells still in flight (Ctrl-C, --exit-on-error) before the records are final
         bar.close()
         order = {c.key: i for i, c in enumerate(cells)}
         kept.sort(key=lambda r: (order.get(r["cell_key"], len(order)), r["cell_key"], r.get("split") or ""))
@@ -249,30 +252,49 @@ def _finished_records(run_dir: Path, existing: list[dict], splits: tuple[str, ..
     return kept
 
 
-def check_grid(grid: Grid, registry: Registry) -> None:
-    """Resolve every plugin, parameter and scenario before anything runs, so config errors
-    surface at once with the grid file and key, not hours into a run."""
+def check_grid(grid: Grid, registry: Registry, only: dict | None = None) -> None:
+    """Resolve every plugin, parameter and scenario, and every --only value, before anything
+    runs, so config errors surface at once (all of them, one line each, with the grid file
+    and key), not hours into a run."""
+    errors = ConfigErrors()
+
     def resolve(spec: PluginSpec, where: str) -> Any:
         try:
             info = registry.get(spec.kind, spec.name)
             info.cls.resolve_params(spec.params)
             return info
         except ConfigError as exc:
-            raise ConfigError(f"{grid.source}: [[{where}]] '{spec.label}': {exc}") from exc
+            errors.messages.append(f"{grid.source}: [[{where}]] '{spec.label}': {exc}")
+            return None
 
     for dataset_spec, scenarios in grid.datasets:
         info = resolve(dataset_spec, "dataset")
-        known = info.cls(**dataset_spec.params).scenarios()
-        for name in scenarios:
-            if name not in known:
-                close = difflib.get_close_matches(name, list(known), n=2)
-                hint = f" Did you mean {close}?" if close else ""
-                raise ConfigError(f"{grid.source}: dataset '{dataset_spec.label}' has no scenario '{name}'.{hint} "
-                                  f"Its scenarios: {sorted(known)}")
+        if info is None:
+            continue
+        with errors.collect():
+            known = info.cls(**dataset_spec.params).scenarios()
+            for name in scenarios:
+                if name not in known:
+                    close = difflib.get_close_matches(name, list(known), n=2)
+                    hint = f" Did you mean {close}?" if close else ""
+                    errors.messages.append(f"{grid.source}: dataset '{dataset_spec.label}' has no scenario "
+                                           f"'{name}'.{hint} Its scenarios: {sorted(known)}")
     for spec in grid.generators:
         resolve(spec, "generator")
     for spec in grid.classifiers:
         resolve(spec, "classifier")
+    with errors.collect():
+        check_only(grid, only or {})
+    errors.raise_if_any()
+
+
+def plan_cells(grid: Grid, registry: Registry, only: dict | None = None) -> list[Cell]:
+    """The cells a run of `grid` (after --only) would compute, after every check a run makes."""
+    check_grid(grid, registry, only)
+    cells = grid.cells(lambda spec: registry.get("generator", spec.name).cls.produces_images, only)
+    if not cells:
+        raise ConfigError(f"{grid.source}: the grid (after --only filters) has no cells")
+    return cells
 
 
 # -- one cell --------------------------------------------------------------------------------

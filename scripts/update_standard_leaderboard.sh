@@ -10,9 +10,17 @@ cache="${HARNESS_CACHE:-$HOME/.cache/harness}"
 if [ ! -f "$run/results.jsonl" ]; then
   .venv/bin/harness run standard --out "$run" --cache "$cache" --quiet
 fi
-.venv/bin/harness leaderboard "$run" --publish "$board"
-rm -rf "$board/predictions"
-cp -r "$run/predictions" "$board/predictions"      # significance of merged rows needs them
-.venv/bin/harness baseline "$run" --output "$board/baseline.csv"   # `harness check RUN --baseline` reads it
-.venv/bin/harness report "$run"   # writes $run/report.html (plots, sample grids; ~16 MB, not committed)
+# built beside the old folder and swapped in, so the folder holds exactly this run and a failed
+# update leaves the old one in place (--publish itself only writes into a new or empty folder,
+# or one it wrote before)
+next="$board.next"
+rm -rf "$next"
+status=0
+.venv/bin/harness leaderboard "$run" --publish "$next" || status=$?
+if [ "$status" -gt 1 ]; then exit "$status"; fi   # 1: failed or missing cells, listed above and in README.md
+cp -r "$run/predictions" "$next/predictions"      # significance of merged rows needs them
+.venv/bin/harness baseline "$run" --output "$next/baseline.csv"   # `harness check RUN --baseline` reads it
+rm -rf "$board"
+mv "$next" "$board"
+.venv/bin/harness report "$run" || [ $? -eq 1 ]   # writes $run/report.html (plots, sample grids; ~16 MB, not committed)
 echo "updated $board from $run"

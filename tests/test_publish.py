@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from harness import records
 from harness.cli import main
-from harness.publish import ranking, ranking_blocks
+from harness.publish import MARKER, ranking, ranking_blocks
 
 from leaderboard_toys import write_run
 
@@ -43,13 +43,11 @@ def test_publish_writes_a_table_per_scenario_and_the_records(tmp_path, capsys):
     run = write_run(tmp_path / "run", {"none": 0.7, "better": 0.9}, tables=2)
     (run / records.MANIFEST).write_text(json.dumps({"git": "abc"}))
     out = tmp_path / "board"
-    (out).mkdir()
-    (out / "stale.md").write_text("from an older run")
     assert main(["leaderboard", str(run), "--publish", str(out), "--significance", "none"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["toy__s0__clf__test.md", "toy__s0__clf__test.csv", "toy__s1__clf__test.md",
                             "toy__s1__clf__test.csv", "ranking.md", "ranking.csv", "README.md",
-                            records.MANIFEST, records.RESULTS])
+                            records.MANIFEST, records.RESULTS, MARKER])
     table = pd.read_csv(out / "toy__s1__clf__test.csv")
     assert set(table["method"]) == {"none", "better"} and set(table["scenario"]) == {"s1"}
     assert (out / records.RESULTS).read_bytes() == (run / records.RESULTS).read_bytes()

@@ -36,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
+        message = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+        lines = message.splitlines() or [""]
+        for line in lines:  # a config check reports every mistake it found, one line each
+            print(f"error: {line}", file=sys.stderr)
+        if isinstance(exc, ConfigError) and len(lines) > 1:
+            print(f"{len(lines)} errors; fix them and rerun", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

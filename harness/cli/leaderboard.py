@@ -3,8 +3,10 @@ significance markers against the real-only baseline; `--merge` adds other runs' 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from harness import coverage
 from harness.leaderboard import LEADERBOARD_B, TESTS, load_summary, render
 from harness.stats import CORRECTIONS
 
@@ -13,7 +15,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("leaderboard", help="print the leaderboard of a run",
                               description="Methods x metrics per (dataset, scenario, classifier, split): mean ± sd "
                                           "over seeds, ▲/▼ where a method differs significantly from the real-only "
-                                          "baseline. How to read it: docs/leaderboards.md.")
+                                          "baseline. How to read it: docs/leaderboards.md. Cells of RUN_DIR that "
+                                          "failed or are missing are listed (stderr, and in md output); the exit "
+                                          "status is then 1, with the output still written.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--merge", action="append", type=Path, default=[], metavar="PATH",
                    help="also include the rows of this published run folder or results.jsonl (repeatable) that "
@@ -41,14 +45,19 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     summary = load_summary(args.run_dir, args.merge, args.significance, args.correction, args.bootstrap_b,
                            prefer_run=args.prefer_run)
+    gaps = coverage.gaps(args.run_dir)
     if args.publish:
         from harness.publish import publish
         written = publish(args.run_dir, args.publish, summary, f"Leaderboard: {args.run_dir.name}", args.scale)
         print(f"wrote {len(written)} files to {args.publish}")
-        return 0
-    text = render(summary, args.format, args.scale)
-    if args.output:
-        args.output.write_text(text)
     else:
-        print(text, end="")
-    return 0
+        text = render(summary, args.format, args.scale)
+        if args.format == "md" and gaps:
+            text += "\n" + coverage.markdown(gaps, args.run_dir)
+        if args.output:
+            args.output.write_text(text)
+        else:
+            print(text, end="")
+    for line in coverage.report_lines(gaps, args.run_dir):
+        print(line, file=sys.stderr)
+    return 1 if gaps else 0

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from harness import progress
+from harness import progress, records
 from harness.cli import add_plugin_options
-from harness.grid import add_generators, apply_overrides, load_grid, parse_only
+from harness.devices import check_device_name
+from harness.grid import Cell, ConfigErrors, Grid, add_generators, apply_overrides, load_grid, parse_only
 from harness.leaderboard import load_summary, render
 from harness.registry import Registry
-from harness.runner import run_grid
+from harness.runner import plan_cells, run_grid
 
 DEFAULT_CACHE = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
 
@@ -43,7 +45,9 @@ def add_parser(subparsers) -> None:
                         "combine with --only generator=none,NAME to run just it and the real-only baseline")
     p.add_argument("--param", action="append", default=[], metavar="LABEL.KEY=VALUE",
                    help="set a plugin parameter of a grid entry, e.g. --param covid.root=/data/covid-chestxray")
-    p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="make every check a run makes (plugins, parameters, scenarios, --param, --only), "
+                        "report all config errors (exit 2), else print the cells and exit")
     p.add_argument("--exit-on-error", action="store_true", help="stop at the first failing cell")
     p.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
     add_plugin_options(p)
@@ -51,11 +55,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    grid = apply_overrides(add_generators(load_grid(args.grid), args.add_generator), args.param)
-    only = parse_only(args.only)
+    grid, only, cells = plan(args)
     if args.dry_run:
-        registry = Registry(args.plugins, args.block)
-        cells = grid.cells(lambda s: registry.get("generator", s.name).cls.produces_images, only)
         for cell in cells:
             print(f"{cell.id} #s{cell.seed_index}")
         print(f"{len(cells)} cells", file=sys.stderr)
@@ -64,9 +65,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / grid.name
     executor = args.executor or grid.executor
     workers = args.workers or grid.workers
-    summary = run_grid(grid, out, args.cache, executor, workers, args.plugins, args.block, only,
-                       args.exit_on_error, device=args.device, retries=args.retries,
-                       address=args.address)
+    try:
+        summary = run_grid(grid, out, args.cache, executor, workers, args.plugins, args.block, only,
+                           args.exit_on_error, device=args.device, retries=args.retries,
+                           address=args.address)
+    except KeyboardInterrupt:
+        done = len({r["cell_key"] for r in records.load(out) if r.get("status") == "ok"})
+        print(f"interrupted: the cells in flight were stopped; {done} of {len(cells)} cells are done in {out}. "
+              f"To resume, run the same command again: {shlex.join(['harness', *sys.argv[1:]])}", file=sys.stderr)
+        return 130
     if not args.quiet:
         try:
             print(render(load_summary(out)))
@@ -77,3 +84,23 @@ def run(args: argparse.Namespace) -> int:
     for failure in summary.failed:
         print(f"  FAILED {failure['cell_id']} #s{failure['seed_index']}: {failure['error']}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def plan(args: argparse.Namespace) -> tuple[Grid, dict, list[Cell]]:
+    """Every check a run makes, before it makes a folder: the grid, --add-generator, --param,
+    --only, --device, plugins, parameters and scenarios. All config errors are raised together."""
+    grid = load_grid(args.grid)
+    errors, only = ConfigErrors(), {}
+    with errors.collect():
+        add_generators(grid, args.add_generator)
+    with errors.collect():
+        apply_overrides(grid, args.param)
+    with errors.collect():
+        only = parse_only(args.only)
+    with errors.collect():
+        check_device_name(args.device)
+    cells: list[Cell] = []
+    with errors.collect():
+        cells = plan_cells(grid, Registry(args.plugins, args.block), only)
+    errors.raise_if_any()
+    return grid, only, cells
