@@ -4,6 +4,8 @@
     seeds = 2                   # replicates per cell
     generator_seeds = 1         # optional: scenario cuts, generator fits and samples per cell (<= seeds);
                                 # the seeds cycle through them (default: one per seed)
+    vary_cut = true             # optional: false trains every seed on one scenario cut
+    primary_endpoints = ["worst_acc", "gap_acc", "auc_gap"]  # optional: Holm over the run for these
     executor = "process"        # optional defaults for `harness run` (its --executor/--workers win)
     workers = 2
     splits = ["test"]           # real test splits to evaluate
@@ -45,7 +47,7 @@ from harness.contracts import ConfigError
 from harness.sampling import SamplingSpec
 
 TOP_KEYS = {"name": str, "description": str, "seeds": int, "generator_seeds": int, "executor": str, "workers": int, "splits": list, "cas": bool, "min_group_n": int,
-            "fidelity": bool, "feature_extractor": str, "fid_draws": int,
+            "fidelity": bool, "feature_extractor": str, "fid_draws": int, "primary_endpoints": list, "vary_cut": bool,
             "dataset": list, "generator": list, "sampling": list, "classifier": list}
 PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
 DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
@@ -80,6 +82,7 @@ class Cell:
     classifier: PluginSpec
     seed_index: int
     generator_seeds: int = 0  # 0: every seed has its own scenario cut, generator fit and samples
+    fixed_cut: bool = False  # every seed trains on the scenario cut of replicate 0 (grid key vary_cut = false)
 
     @property
     def id(self) -> str:
@@ -90,7 +93,8 @@ class Cell:
         return {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "generator": self.generator.as_dict(),
                 "sampling": self.sampling.as_dict() if self.sampling else None,
                 "classifier": self.classifier.as_dict(), "seed_index": self.seed_index,
-                **({"generator_seeds": self.generator_seeds} if self.generator_seeds else {})}
+                **({"generator_seeds": self.generator_seeds} if self.generator_seeds else {}),
+                **({"fixed_cut": True} if self.fixed_cut else {})}
 
     @property
     def key(self) -> str:
@@ -104,6 +108,8 @@ class Cell:
         replicate = self.seed_index
         if self.generator_seeds and stage in ("scenario", "generator", "sampling"):
             replicate = self.seed_index % self.generator_seeds
+        if self.fixed_cut and stage == "scenario":
+            replicate = 0
         parts: dict[str, Any] = {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "seed_index": replicate}
         if stage in ("generator", "sampling"):
             parts["generator"] = self.generator.as_dict()
@@ -133,6 +139,9 @@ class Grid:
     generator_seeds: int = 0  # 0: one per seed
     executor: str = "serial"  # defaults for `harness run`; its --executor and --workers override them
     workers: int = 2
+    #: metrics whose baseline tests are corrected together over the whole run (the rest: per table)
+    primary_endpoints: tuple[str, ...] = ("worst_acc", "gap_acc", "auc_gap")
+    vary_cut: bool = True  # False: one scenario cut for all seeds (inference is then conditional on it)
 
     def cells(self, produces_images: Callable[[PluginSpec], bool],
               only: dict[str, list[str]] | None = None) -> list[Cell]:
@@ -146,7 +155,7 @@ class Grid:
                         for classifier in self.classifiers:
                             for seed_index in range(self.seeds):
                                 cell = Cell(dataset, scenario, generator, sampling, classifier, seed_index,
-                                            self.generator_seeds)
+                                            self.generator_seeds, not self.vary_cut)
                                 if _selected(cell, only or {}) and all(
                                         spec.runs_on(dataset.label, scenario) for spec in (generator, classifier)):
                                     cells.append(cell)
@@ -257,11 +266,20 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         raise ConfigError(f"{source}: key 'min_group_n' must be >= 1, got {data['min_group_n']}")
     if data.get("fid_draws", 3) < 1:
         raise ConfigError(f"{source}: key 'fid_draws' must be >= 1")
+    primary = tuple(data.get("primary_endpoints", Grid.primary_endpoints))
+    if "primary_endpoints" in data:
+        from harness.metrics import METRICS  # imported here: parsing a grid needs no metric code otherwise
+
+        unknown = [m for m in primary if m not in METRICS or METRICS[m].source != "predictions"]
+        if not primary or unknown:
+            raise ConfigError(f"{source}: key 'primary_endpoints' must list prediction metrics, got unknown {unknown or '[]'}; "
+                              f"choose from {sorted(n for n, m in METRICS.items() if m.source == 'predictions')}")
     return Grid(data.get("name", Path(source).stem), source, text, seeds, list(splits), data.get("cas", False),
                 data.get("min_group_n", 10), datasets, generators, samplings, classifiers,
                 data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
                 # generator_seeds == seeds is the default behaviour: store 0 so cell keys stay as without the key
-                generator_seeds if generator_seeds != seeds else 0, executor, workers)
+                generator_seeds if generator_seeds != seeds else 0, executor, workers, primary,
+                data.get("vary_cut", True))
 
 
 def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:

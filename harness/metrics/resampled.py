@@ -1,0 +1,274 @@
+"""Prediction metrics under many bootstrap resamples at once, for the significance tests.
+
+A resample of the test set is a vector of multiplicities w (how often each sample was drawn).
+Every confusion-count metric (acc, bal_acc, worst_acc, gap_acc, dp, eo, eodds, essp, nar, …) is a
+function of the weighted counts C[g, y, ŷ] = Σ_i w_i·1[...], which are linear in w, so the counts
+of B resamples are one sparse product; the AUC family is a weighted Mann–Whitney statistic on a
+sort order fixed once per class, with cumulative sums of the negatives' weights. The values are
+the registered metric functions' on the resampled samples, to the last bit (tests/test_resampled.py);
+a metric without a batched form here falls back to calling its function once per resample.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+from scipy import sparse
+
+from harness.metrics.groupstats import evaluated_classes, ratio, row_index
+from harness.metrics.registry import METRICS, EvalInput, get_metric
+
+
+@dataclass
+class Counts:
+    """Weighted confusion counts of B resamples: n (B, R), pred/pos/tp (B, R, K); rows R are the
+    declared groups then unknown."""
+    n: np.ndarray
+    pred: np.ndarray
+    pos: np.ndarray
+    tp: np.ndarray
+
+    @property
+    def neg(self) -> np.ndarray:
+        return self.n[..., None] - self.pos
+
+    @property
+    def fp(self) -> np.ndarray:
+        return self.pred - self.tp
+
+    @property
+    def tn(self) -> np.ndarray:
+        return self.neg - self.fp
+
+    def overall(self) -> "Counts":
+        return Counts(*(a.sum(1, keepdims=True) for a in (self.n, self.pred, self.pos, self.tp)))
+
+
+def weighted_sums(weights: np.ndarray, columns: np.ndarray, num_columns: int, samples: np.ndarray | None = None) -> np.ndarray:
+    """(B, num_columns): Σ_i w_bi over the samples mapped to each column (one sparse product)."""
+    n = weights.shape[1]
+    samples = np.arange(n) if samples is None else samples
+    matrix = sparse.csr_matrix((np.ones(len(columns)), (samples, columns)), shape=(n, num_columns))
+    return np.asarray((matrix.T @ weights.T).T)
+
+
+def counts(inp: EvalInput, weights: np.ndarray) -> Counts:
+    rows = row_index(inp)
+    num_rows, k = len(inp.group_names) + 1, inp.num_classes
+    b = weights.shape[0]
+    n = weighted_sums(weights, rows, num_rows)
+    if inp.multilabel:
+        y_true, y_pred = np.asarray(inp.y_true).astype(np.intp), inp.y_pred.astype(np.intp)
+        label = np.arange(k)[None, :]
+        cells = ((rows[:, None] * k + label) * 2 + y_true) * 2 + y_pred  # (n, L)
+        samples = np.repeat(np.arange(len(rows)), k)
+        table = weighted_sums(weights, cells.ravel(), num_rows * k * 4, samples).reshape(b, num_rows, k, 2, 2)
+        return Counts(n, table[..., :, 1].sum(-1), table[..., 1, :].sum(-1), table[..., 1, 1])
+    y_true, y_pred = np.asarray(inp.y_true).astype(np.intp), inp.y_pred.astype(np.intp)
+    table = weighted_sums(weights, (rows * k + y_true) * k + y_pred, num_rows * k * k).reshape(b, num_rows, k, k)
+    return Counts(n, table.sum(2), table.sum(3), np.diagonal(table, axis1=2, axis2=3))
+
+
+# ---- reductions over groups, NaN-aware like harness.metrics.registry.aggregate ----
+
+def _nan_mean(values: np.ndarray, axis: int) -> np.ndarray:
+    present = ~np.isnan(values)
+    return ratio(np.where(present, values, 0).sum(axis), present.sum(axis))
+
+
+def _valid_groups(inp: EvalInput, c: Counts) -> np.ndarray:
+    """(B, G): the group has at least min_group_n (and at least one) samples in the resample."""
+    return c.n[:, :-1] >= max(inp.min_group_n, 1)
+
+
+def _group_values(inp: EvalInput, c: Counts, rows: np.ndarray) -> np.ndarray:
+    return np.where(_valid_groups(inp, c), rows[:, :-1], np.nan)
+
+
+def _reduce(groups: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray], minimum: int = 2) -> np.ndarray:
+    present = ~np.isnan(groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = reduce(groups)
+    return np.where(present.sum(1) >= minimum, value, np.nan)
+
+
+def _worst(groups: np.ndarray) -> np.ndarray:
+    return _reduce(groups, lambda g: np.where(np.isnan(g), np.inf, g).min(1), minimum=1)
+
+
+def _gap(groups: np.ndarray) -> np.ndarray:
+    return _reduce(groups, lambda g: np.where(np.isnan(g), -np.inf, g).max(1) - np.where(np.isnan(g), np.inf, g).min(1))
+
+
+def _nar(groups: np.ndarray) -> np.ndarray:
+    return _reduce(groups, lambda g: _gap(g) / (_nan_mean(g, 1) + 1e-6))
+
+
+def _equity_scaled(overall: np.ndarray, groups: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    deviation = np.where(np.isnan(groups), 0.0, np.abs(scale * groups - scale * overall[:, None]))
+    value = _reduce(groups, lambda g: scale * overall / (1 + deviation.sum(1)))
+    return np.where(np.isnan(overall), np.nan, value)
+
+
+def _class_gaps(inp: EvalInput, c: Counts, rates: np.ndarray) -> np.ndarray:
+    """(B, C) per-class max − min rate over valid groups; then the mean over defined classes."""
+    rates = np.where(_valid_groups(inp, c)[:, :, None], rates, np.nan)
+    defined = ~np.isnan(rates)
+    gaps = np.where(defined.sum(1) >= 2, np.where(defined, rates, -np.inf).max(1) - np.where(defined, rates, np.inf).min(1),
+                    np.nan)
+    return _nan_mean(gaps, 1)
+
+
+# ---- rows (groups + unknown) of utility values ----
+
+def _accuracy_rows(inp: EvalInput, c: Counts) -> np.ndarray:
+    if inp.multilabel:
+        return ratio((c.tp + c.tn).sum(-1), c.n * inp.num_classes)
+    return ratio(c.tp.sum(-1), c.n)
+
+
+def _balanced_rows(inp: EvalInput, c: Counts) -> np.ndarray:
+    recall = ratio(c.tp, c.pos)
+    if inp.multilabel:
+        recall = _nan_mean(np.stack([recall, ratio(c.tn, c.neg)]), 0)
+    return _nan_mean(recall, -1)
+
+
+def _auc_segments(score: np.ndarray, positive: np.ndarray, rows: np.ndarray, num_rows: int,
+                  weights: np.ndarray) -> np.ndarray:
+    """(B, num_rows) weighted Mann–Whitney AUC of each row's samples (ties count ½)."""
+    order = np.lexsort((score, rows))
+    s, r, pos = score[order], rows[order], positive[order]
+    w = weights[:, order]
+    n = len(s)
+    new_block = np.r_[True, (s[1:] != s[:-1]) | (r[1:] != r[:-1])]
+    block_start = np.flatnonzero(new_block)
+    block_of = np.cumsum(new_block) - 1
+    block_end = np.r_[block_start[1:], n]
+    cum_neg = np.zeros((w.shape[0], n + 1))
+    np.cumsum(w * ~pos, axis=1, out=cum_neg[:, 1:])
+    row_start = np.searchsorted(r, np.arange(num_rows))
+    where = np.flatnonzero(pos)
+    base = cum_neg[:, row_start[r[where]]]
+    below = cum_neg[:, block_start[block_of[where]]] - base
+    below_or_tied = cum_neg[:, block_end[block_of[where]]] - base
+    total = weighted_sums(w[:, where] * (below + below_or_tied), r[where], num_rows, np.arange(len(where)))
+    w_pos = weighted_sums(w * pos, r, num_rows)
+    w_neg = weighted_sums(w * ~pos, r, num_rows)
+    return ratio(total / 2, w_pos * w_neg)
+
+
+def _class_aucs(inp: EvalInput, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(overall (B, C), per row (B, R, C)) one-vs-rest AUCs of the evaluated classes."""
+    rows, num_rows = row_index(inp), len(inp.group_names) + 1
+    y_true, proba = np.asarray(inp.y_true), np.asarray(inp.proba)
+    overall, per_row = [], []
+    for c in evaluated_classes(inp):
+        positive = y_true[:, c].astype(bool) if inp.multilabel else y_true == c
+        score = proba[:, c]
+        overall.append(_auc_segments(score, positive, np.zeros_like(rows), 1, weights)[:, 0])
+        per_row.append(_auc_segments(score, positive, rows, num_rows, weights))
+    return np.stack(overall, -1), np.stack(per_row, -1)
+
+
+def _high_risk(inp: EvalInput, weights: np.ndarray) -> np.ndarray:
+    if not len(inp.high_risk):
+        return np.full(weights.shape[0], np.nan)
+    high = np.asarray(inp.high_risk, dtype=np.intp)
+    if inp.multilabel:
+        is_high, called_high = np.asarray(inp.y_true)[:, high].any(1), inp.y_pred[:, high].any(1)
+    else:
+        is_high, called_high = np.isin(inp.y_true, high), np.isin(inp.y_pred, high)
+    return ratio(weights @ (is_high & called_high).astype(float), weights @ is_high.astype(float))
+
+
+class _Batch:
+    """Shared intermediate arrays of one EvalInput under one set of resample weights."""
+
+    def __init__(self, inp: EvalInput, weights: np.ndarray):
+        self.inp, self.weights = inp, weights
+        self._memo: dict[str, object] = {}
+
+    def get(self, key: str, compute: Callable[[], object]):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    @property
+    def c(self) -> Counts:
+        return self.get("counts", lambda: counts(self.inp, self.weights))
+
+    def overall(self, rows_fn) -> np.ndarray:
+        return rows_fn(self.inp, self.c.overall())[:, 0]
+
+    def groups(self, rows_fn) -> np.ndarray:
+        return self.get(rows_fn.__name__, lambda: _group_values(self.inp, self.c, rows_fn(self.inp, self.c)))
+
+    @property
+    def aucs(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.get("aucs", lambda: _class_aucs(self.inp, self.weights))
+
+    def auc(self) -> np.ndarray:
+        return self.aucs[0].mean(-1)
+
+    def group_auc(self) -> np.ndarray:
+        return _group_values(self.inp, self.c, self.aucs[1].mean(-1))
+
+    def rates(self, kind: str) -> np.ndarray:
+        c, classes = self.c, evaluated_classes(self.inp)
+        num, den = {"selection": (c.pred, c.n[..., None]), "tpr": (c.tp, c.pos), "fpr": (c.fp, c.neg)}[kind]
+        return ratio(num, den)[:, :-1][:, :, classes]
+
+
+def _eodds(b: _Batch) -> np.ndarray:
+    c = b.c
+    tpr = np.where(_valid_groups(b.inp, c)[:, :, None], b.rates("tpr"), np.nan)
+    fpr = np.where(_valid_groups(b.inp, c)[:, :, None], b.rates("fpr"), np.nan)
+
+    def gaps(rates):
+        defined = ~np.isnan(rates)
+        return np.where(defined.sum(1) >= 2, np.where(defined, rates, -np.inf).max(1)
+                        - np.where(defined, rates, np.inf).min(1), np.nan)
+    return _nan_mean(np.maximum(gaps(tpr), gaps(fpr)), 1)
+
+
+BATCHED: dict[str, Callable[[_Batch], np.ndarray]] = {
+    "acc": lambda b: b.overall(_accuracy_rows),
+    "bal_acc": lambda b: b.overall(_balanced_rows),
+    "auc": lambda b: b.auc(),
+    "high_risk_sens": lambda b: _high_risk(b.inp, b.weights),
+    "worst_acc": lambda b: _worst(b.groups(_accuracy_rows)),
+    "worst_auc": lambda b: _worst(b.group_auc()),
+    "gap_acc": lambda b: _gap(b.groups(_accuracy_rows)),
+    "gap_bal_acc": lambda b: _gap(b.groups(_balanced_rows)),
+    "auc_gap": lambda b: _gap(b.group_auc()),
+    "dp": lambda b: _class_gaps(b.inp, b.c, b.rates("selection")),
+    "eo": lambda b: _class_gaps(b.inp, b.c, b.rates("tpr")),
+    "eodds": _eodds,
+    "label_auc_gap": lambda b: _class_gaps(b.inp, b.c, b.aucs[1][:, :-1]),
+    "essp": lambda b: _equity_scaled(b.overall(_accuracy_rows), b.groups(_accuracy_rows)),
+    "es_auc": lambda b: _equity_scaled(b.auc(), b.group_auc()),
+    "essp_pct": lambda b: _equity_scaled(b.overall(_accuracy_rows), b.groups(_accuracy_rows), 100.0),
+    "nar": lambda b: _nar(b.groups(_accuracy_rows)),
+}
+
+
+def resampled_values(inp: EvalInput, metrics: list[str], indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(B, M): each metric on each resample, given as row indices (B, n) and as the matching
+    multiplicities (B, n). Registered metrics without a batched form are called per resample."""
+    batch = _Batch(inp, weights)
+    out = np.empty((weights.shape[0], len(metrics)))
+    for j, name in enumerate(metrics):
+        if name in BATCHED and METRICS.get(name) is not None and METRICS[name].fn.__module__.startswith("harness."):
+            out[:, j] = BATCHED[name](batch)
+        else:
+            fn = get_metric(name)
+            out[:, j] = [fn(subset(inp, index)).value for index in indices]
+    return out
+
+
+def subset(inp: EvalInput, index: np.ndarray) -> EvalInput:
+    """The EvalInput of the samples at `index` (repeats allowed): what a resample evaluates."""
+    return replace(inp, y_true=np.asarray(inp.y_true)[index], proba=np.asarray(inp.proba)[index],
+                   groups=np.asarray(inp.groups)[index], _memo={})
