@@ -24,7 +24,7 @@ from harness import progress, records, stats
 from harness.contracts import ConfigError
 from harness.grid import parse_grid
 from harness.metrics import HIGHER, METRICS
-from harness.metrics.resampled import resampled_values
+from harness.metrics.resampled import Resamples, resampled_values
 from harness.metrics.stored import eval_input_from_record
 
 TABLE_KEYS = ["dataset", "scenario", "classifier", "split"]
@@ -269,13 +269,13 @@ def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: s
     if test not in TESTS[:-1]:
         raise ValueError(f"unknown significance test '{test}'; choose one of {TESTS}")
     metrics = stats.prediction_metrics(metric_columns(frame) if metrics is None else metrics)
-    out = []
+    out, resamples = [], {}
     for keys, table in frame.groupby(TABLE_KEYS, sort=False):
         base_rows = table[table["generator"] == baseline]
         if base_rows.empty or not metrics:
             continue
         base = _replicates(run_dir, rows, base_rows)
-        values = _TableValues(metrics, b if test == "bootstrap" else 0, seed)
+        values = _TableValues(metrics, b if test == "bootstrap" else 0, seed, resamples)
         for method, method_rows in table[table["generator"] != baseline].groupby("method", sort=False):
             runs = _replicates(run_dir, rows, method_rows)
             label = "/".join(map(str, keys)) + f"/{method}"
@@ -314,22 +314,20 @@ def _correct(tests: pd.DataFrame, metrics: list[str], primary: Sequence[str], co
 
 class _TableValues:
     """Metric values of each replicate of one table on all test samples (row 0) and on the
-    table's shared resamples (rows 1..B), computed once per replicate."""
+    table's shared resamples (rows 1..B), computed once per distinct replicate."""
 
-    def __init__(self, metrics: list[str], b: int, seed: int):
+    def __init__(self, metrics: list[str], b: int, seed: int, resamples: dict[int, Resamples]):
         self.metrics, self.b, self.seed = metrics, b, seed
-        self._resamples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._values: dict[int, np.ndarray] = {}
+        self._resamples = resamples  # by test-set size, shared by the tables of a run
+        self._values: dict[str, np.ndarray] = {}
 
     def __call__(self, replicate: Replicate) -> np.ndarray:
         key = replicate.fingerprint  # replicates with identical predictions have identical values
         if key not in self._values:
             n = len(replicate.inp.y_true)
             if n not in self._resamples:
-                indices, weights = stats.test_resamples(n, self.b, self.seed) if self.b else (
-                    np.empty((0, n), dtype=np.intp), np.empty((0, n)))
-                self._resamples[n] = (np.vstack([np.arange(n), indices]), np.vstack([np.ones(n), weights]))
-            self._values[key] = resampled_values(replicate.inp, self.metrics, *self._resamples[n])
+                self._resamples[n] = stats.test_resamples(n, self.b, self.seed, with_all=True)
+            self._values[key] = resampled_values(replicate.inp, self.metrics, self._resamples[n])
         return self._values[key]
 
 

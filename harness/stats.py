@@ -8,6 +8,7 @@ calibration of the test and a worked example: docs/metrics.md ("Statistics").
 """
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -19,6 +20,7 @@ from statsmodels.stats.multitest import multipletests
 
 from harness import progress
 from harness.metrics import METRICS
+from harness.metrics.resampled import Resamples
 from harness.metrics.registry import HIGHER, EvalInput
 
 BASELINE = "none"  # the real-only generator every method is compared with
@@ -40,13 +42,16 @@ def prediction_metrics(columns: Sequence[str]) -> list[str]:
 
 # ---- test-sample resamples ----
 
-def test_resamples(n: int, b: int = BOOTSTRAP_B, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """b seeded resamples of n test samples, as row indices (b, n) and as multiplicities (b, n)
-    (how often each sample was drawn). Equal (n, b, seed) give equal resamples, so every method
-    of a table, and every replicate, is evaluated on the same draws."""
-    indices = np.random.default_rng([seed, n]).integers(0, n, size=(b, n))
-    weights = np.bincount((indices + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n)
-    return indices, weights.astype(float)
+def test_resamples(n: int, b: int = BOOTSTRAP_B, seed: int = 0, with_all: bool = False) -> Resamples:
+    """b seeded resamples of n test samples, as row indices and as multiplicities (how often each
+    sample was drawn); with_all puts all samples, once each, first. Equal (n, b, seed) give equal
+    resamples, so every method of a table, and every replicate, is evaluated on the same draws."""
+    first = int(with_all)
+    indices = np.empty((first + b, n), dtype=np.intp)
+    indices[:first] = np.arange(n)
+    indices[first:] = np.random.default_rng([seed, n]).integers(0, n, size=(b, n))
+    weights = np.bincount((indices + n * np.arange(first + b)[:, None]).ravel(), minlength=(first + b) * n)
+    return Resamples(indices, weights.reshape(first + b, n))
 
 
 # ---- method vs baseline ----
@@ -77,41 +82,49 @@ def hierarchical_bootstrap(differences: np.ndarray, alpha: float = ALPHA, power:
 
     `differences` is (R, 1 + B, M): for each of R paired replicates, the difference on all test
     samples (column 0) and on B test-sample resamples shared by every replicate and both methods.
-    Level 1 (replicates) is drawn, per test resample b, as d̄_b + s_b/√R · T with T ~ Student t
-    (R − 1 df), s_b the sd of the R replicate differences: with 3 replicates a resample of the
-    replicates themselves has (R−1)/R of their variance and no t tail, and rejects far too often
-    (docs/metrics.md has the measured rates). Level 2 (test samples) is the nonparametric
-    resample. p = 2·min(P(Δ* ≤ 0), P(Δ* ≥ 0)), the resample counts with each count replaced by
-    its exact expectation over T (so p is not floored at 1/(B+1), which a Holm correction over a
-    whole run needs); the 95% CI is the percentile interval of one seeded Δ* per resample.
+
+    Level 1, replicates: the spread s of the R replicate differences holds everything that varies
+    between replicates, each replicate's own test-sample noise included; it is drawn as
+    s/√R · T, T ~ Student t with R − 1 df (a resample of 3 replicates would have (R−1)/R of their
+    variance and no t tail: it rejects far too often, docs/metrics.md). Level 2, test samples:
+    only the part of the resampled differences that all replicates share (the test set itself,
+    their mean covariance over resamples) is added, as the resampled replicate mean scaled to
+    that variance, so no source is counted twice. Δ*_b = Δ + c_b + s/√R · T.
+
+    p = 2·min(P(Δ* ≤ 0), P(Δ* ≥ 0)) over the B resamples, each count replaced by its exact
+    expectation over T (so p is not floored at 1/(B+1), which a Holm correction over a whole run
+    needs); the 95% CI is the percentile interval of one seeded Δ* per resample; the MDE is
+    minimum_detectable_effect of √(s²/R + shared variance).
     """
     d = np.asarray(differences, dtype=float)
-    replicates, b = d.shape[0], d.shape[1] - 1
+    replicates = d.shape[0]
     if replicates < 2:
         raise ValueError(f"a two-level bootstrap needs at least 2 paired replicates, got {replicates}")
     df = replicates - 1
     observed = d[:, 0].mean(0)
-    resampled = d[:, 1:]
-    mean_b = resampled.mean(0)  # (B, M)
-    scale_b = resampled.std(0, ddof=1) / math.sqrt(replicates)
-    valid = ~np.isnan(mean_b) & ~np.isnan(scale_b)
-    safe_scale = np.where(scale_b > 0, scale_b, 1.0)
-    below = np.where(scale_b > 0, special.stdtr(df, -mean_b / safe_scale), (mean_b <= 0).astype(float))
-    above = np.where(scale_b > 0, special.stdtr(df, mean_b / safe_scale), (mean_b >= 0).astype(float))
-    draws = mean_b + scale_b * np.random.default_rng([seed, replicates, b]).standard_t(df, size=mean_b.shape)
-    test_var = np.array([np.var(mean_b[valid[:, j], j], ddof=1) if valid[:, j].sum() > 1 else math.nan
-                         for j in range(d.shape[2])])
-    replicate_var = d[:, 0].var(0, ddof=1) / replicates
+    scale = d[:, 0].std(0, ddof=1) / math.sqrt(replicates)
+    rng = np.random.default_rng([seed, replicates, d.shape[1]])
     out = []
     for j in range(d.shape[2]):
-        ok = valid[:, j]
-        if math.isnan(observed[j]) or not ok.any():
+        resampled = d[:, 1:, j][:, ~np.isnan(d[:, 1:, j]).any(0)]  # (R, B valid)
+        if math.isnan(observed[j]) or math.isnan(scale[j]) or resampled.shape[1] < 2:
             out.append(Comparison(float(observed[j]), math.nan, test="two-level bootstrap"))
             continue
-        tail = min(below[ok, j].mean(), above[ok, j].mean())
-        p = min(1.0, 2 * tail) if tail > 0 else 1 / (ok.sum() + 1)
-        low, high = np.quantile(draws[ok, j], [alpha / 2, 1 - alpha / 2])
-        se = math.sqrt(replicate_var[j] + test_var[j])
+        mean_b = resampled.mean(0)
+        covariance = np.cov(resampled)
+        shared = max(0.0, float((covariance.sum() - np.trace(covariance)) / (replicates * (replicates - 1))))
+        spread = float(mean_b.var(ddof=1))
+        shifted = observed[j] + (mean_b - mean_b.mean()) * (math.sqrt(shared / spread) if spread > 0 else 0.0)
+        if scale[j] > 0:
+            below = special.stdtr(df, -shifted / scale[j]).mean()
+            above = special.stdtr(df, shifted / scale[j]).mean()
+        else:
+            below, above = (shifted <= 0).mean(), (shifted >= 0).mean()
+        tail = min(below, above)
+        p = min(1.0, 2 * tail) if tail > 0 else 1 / (len(shifted) + 1)
+        draws = shifted + scale[j] * rng.standard_t(df, size=len(shifted))
+        low, high = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
+        se = math.sqrt(scale[j] ** 2 + shared)
         out.append(Comparison(float(observed[j]), float(p), float(low), float(high), se,
                               minimum_detectable_effect(se, replicates, alpha, power), "two-level bootstrap"))
     return out
@@ -155,7 +168,13 @@ def correct(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
     out = np.full(len(p), math.nan)
     tested = ~np.isnan(p)
     if tested.any():
-        out[tested] = multipletests(p[tested], method=CORRECTIONS[method])[1]
+        # statsmodels' Holm runs gc.collect() on every call (0.1–0.3 s with torch and pandas
+        # loaded, once per table); a frozen heap makes that collection instant
+        gc.freeze()
+        try:
+            out[tested] = multipletests(p[tested], method=CORRECTIONS[method])[1]
+        finally:
+            gc.unfreeze()
     return out
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.leaderboard import LEADERBOARD_B, TESTS, load_summary, render
+from harness.leaderboard import TESTS, load_summary, render
+from harness.stats import BOOTSTRAP_B
 from harness.stats import CORRECTIONS
 
 
@@ -26,8 +27,8 @@ def add_parser(subparsers) -> None:
                         "bootstrap over test samples (default), paired-t or wilcoxon over seeds, none (fastest)")
     p.add_argument("--correction", choices=sorted(CORRECTIONS), default="holm",
                    help="multiplicity correction over all tests of one table (default holm)")
-    p.add_argument("--bootstrap-b", type=int, default=LEADERBOARD_B, metavar="B",
-                   help=f"bootstrap resamples per method (default {LEADERBOARD_B}; cost grows linearly)")
+    p.add_argument("--bootstrap-b", type=int, default=BOOTSTRAP_B, metavar="B",
+                   help=f"bootstrap resamples per method (default {BOOTSTRAP_B}; cost grows linearly)")
     p.add_argument("--output", type=Path, help="write to this file instead of stdout")
     p.add_argument("--publish", type=Path, metavar="DIR",
                    help="write a leaderboard folder instead: a .md and .csv per table, ranking.md/.csv "

@@ -45,18 +45,45 @@ class Counts:
         return Counts(*(a.sum(1, keepdims=True) for a in (self.n, self.pred, self.pos, self.tp)))
 
 
-def weighted_sums(weights: np.ndarray, columns: np.ndarray, num_columns: int, samples: np.ndarray | None = None) -> np.ndarray:
-    """(B, num_columns): Σ_i w_bi over the samples mapped to each column (one sparse product)."""
-    n = weights.shape[1]
+def weighted_sums(columns_by_sample: np.ndarray, columns: np.ndarray, num_columns: int,
+                  samples: np.ndarray | None = None) -> np.ndarray:
+    """(B, num_columns): Σ_i w_bi over the samples mapped to each column, from the weights laid
+    out one row per sample (n, B); one sparse product."""
+    n = columns_by_sample.shape[0]
     samples = np.arange(n) if samples is None else samples
-    matrix = sparse.csr_matrix((np.ones(len(columns)), (samples, columns)), shape=(n, num_columns))
-    return np.asarray((matrix.T @ weights.T).T)
+    matrix = sparse.csr_matrix((np.ones(len(columns), dtype=columns_by_sample.dtype), (columns, samples)),
+                               shape=(num_columns, n))
+    return np.asarray(matrix @ columns_by_sample).T
 
 
-def counts(inp: EvalInput, weights: np.ndarray) -> Counts:
-    rows = row_index(inp)
+@dataclass
+class Resamples:
+    """B resamples of n test samples: row indices (B, n), multiplicities (B, n), and the
+    multiplicities one row per sample (n, B), in float32 while every sum of counts stays exact."""
+    indices: np.ndarray
+    weights: np.ndarray
+
+    def __post_init__(self):
+        n = self.weights.shape[1]
+        # float32 holds integers below 2^24 exactly; AUC numerators reach n²/2
+        self.by_sample = np.ascontiguousarray(self.weights.T, dtype=np.float32 if n <= 5000 else np.float64)
+
+    @property
+    def b(self) -> int:
+        return self.weights.shape[0]
+
+    def scratch(self, name: str, rows: int) -> np.ndarray:
+        """A reusable (rows, B) buffer: allocating arrays this large anew costs more than filling them."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        if name not in buffers or buffers[name].shape[0] != rows:
+            buffers[name] = np.empty((rows, self.b), dtype=self.by_sample.dtype)
+        return buffers[name]
+
+
+def counts(inp: EvalInput, resamples: Resamples) -> Counts:
+    rows, weights = row_index(inp), resamples.by_sample
     num_rows, k = len(inp.group_names) + 1, inp.num_classes
-    b = weights.shape[0]
+    b = resamples.b
     n = weighted_sums(weights, rows, num_rows)
     if inp.multilabel:
         y_true, y_pred = np.asarray(inp.y_true).astype(np.intp), inp.y_pred.astype(np.intp)
@@ -135,59 +162,92 @@ def _balanced_rows(inp: EvalInput, c: Counts) -> np.ndarray:
     return _nan_mean(recall, -1)
 
 
-def _auc_segments(score: np.ndarray, positive: np.ndarray, rows: np.ndarray, num_rows: int,
-                  weights: np.ndarray) -> np.ndarray:
-    """(B, num_rows) weighted Mann–Whitney AUC of each row's samples (ties count ½)."""
+#: discordant (positive ≤ negative) pairs per sample up to which AUCs are counted pair by pair
+PAIR_LIMIT = 2
+
+
+def _auc_totals(score: np.ndarray, positive: np.ndarray, rows: np.ndarray, num_rows: int, resamples: Resamples,
+                w_pos: np.ndarray, w_neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Twice the weighted Mann–Whitney count Σ w_i w_j (2·[s_i > s_j] + [s_i = s_j]) over positive i
+    and negative j: overall (B,) and within each row (B, R). A good classifier has few discordant
+    pairs (s_i ≤ s_j), so 2·W⁺W⁻ minus those is cheapest; otherwise cumulative sums of the
+    negatives' weights in score order."""
+    pos_idx, neg_idx = np.flatnonzero(positive), np.flatnonzero(~positive)
+    neg_order = neg_idx[np.argsort(score[neg_idx], kind="stable")]
+    start = np.searchsorted(score[neg_order], score[pos_idx], "left")
+    lengths = len(neg_order) - start
+    if lengths.sum() > PAIR_LIMIT * len(score):
+        return (_auc_cumulative(score, positive, np.zeros_like(rows), 1, resamples)[:, 0],
+                _auc_cumulative(score, positive, rows, num_rows, resamples))
+    weights = resamples.by_sample
+    first = np.cumsum(lengths) - lengths
+    offsets = np.arange(lengths.sum()) - np.repeat(first - start, lengths)
+    pair_pos, pair_neg = np.repeat(pos_idx, lengths), neg_order[offsets]
+    product = weights[pair_pos] * weights[pair_neg]
+    product *= np.where(score[pair_pos] == score[pair_neg], 1, 2).astype(weights.dtype)[:, None]
+    same_row = rows[pair_pos] == rows[pair_neg]
+    within = weighted_sums(product[same_row], rows[pair_pos][same_row], num_rows)
+    return 2 * w_pos.sum(1) * w_neg.sum(1) - product.sum(0), 2 * w_pos * w_neg - within
+
+
+def _auc_cumulative(score: np.ndarray, positive: np.ndarray, rows: np.ndarray, num_rows: int,
+                    resamples: Resamples) -> np.ndarray:
     order = np.lexsort((score, rows))
     s, r, pos = score[order], rows[order], positive[order]
-    w = weights[:, order]
     n = len(s)
     new_block = np.r_[True, (s[1:] != s[:-1]) | (r[1:] != r[:-1])]
     block_start = np.flatnonzero(new_block)
     block_of = np.cumsum(new_block) - 1
     block_end = np.r_[block_start[1:], n]
-    cum_neg = np.zeros((w.shape[0], n + 1))
-    np.cumsum(w * ~pos, axis=1, out=cum_neg[:, 1:])
-    row_start = np.searchsorted(r, np.arange(num_rows))
+    weights, cum_neg = resamples.scratch("sorted", n), resamples.scratch("cumulative", n + 1)
+    np.take(resamples.by_sample, order, axis=0, out=weights)
+    cum_neg[0] = 0
+    np.multiply(weights, (~pos)[:, None], out=cum_neg[1:])
+    for i in range(2, n + 1):  # row by row: several times faster than np.cumsum along axis 0
+        np.add(cum_neg[i - 1], cum_neg[i], out=cum_neg[i])
     where = np.flatnonzero(pos)
-    base = cum_neg[:, row_start[r[where]]]
-    below = cum_neg[:, block_start[block_of[where]]] - base
-    below_or_tied = cum_neg[:, block_end[block_of[where]]] - base
-    total = weighted_sums(w[:, where] * (below + below_or_tied), r[where], num_rows, np.arange(len(where)))
-    w_pos = weighted_sums(w * pos, r, num_rows)
-    w_neg = weighted_sums(w * ~pos, r, num_rows)
-    return ratio(total / 2, w_pos * w_neg)
+    counted = cum_neg[block_start[block_of[where]]]
+    counted += cum_neg[block_end[block_of[where]]]
+    counted -= 2 * cum_neg[np.searchsorted(r, np.arange(num_rows))[r[where]]]
+    counted *= weights[where]
+    return weighted_sums(counted, r[where], num_rows)
 
 
-def _class_aucs(inp: EvalInput, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _class_aucs(inp: EvalInput, resamples: Resamples, c: Counts) -> tuple[np.ndarray, np.ndarray]:
     """(overall (B, C), per row (B, R, C)) one-vs-rest AUCs of the evaluated classes."""
     rows, num_rows = row_index(inp), len(inp.group_names) + 1
     y_true, proba = np.asarray(inp.y_true), np.asarray(inp.proba)
     overall, per_row = [], []
-    for c in evaluated_classes(inp):
-        positive = y_true[:, c].astype(bool) if inp.multilabel else y_true == c
-        score = proba[:, c]
-        overall.append(_auc_segments(score, positive, np.zeros_like(rows), 1, weights)[:, 0])
-        per_row.append(_auc_segments(score, positive, rows, num_rows, weights))
+    for k in evaluated_classes(inp):
+        positive = y_true[:, k].astype(bool) if inp.multilabel else y_true == k
+        w_pos, w_neg = c.pos[:, :, k], c.neg[:, :, k]
+        twice_overall, twice_rows = _auc_totals(proba[:, k], positive, rows, num_rows, resamples, w_pos, w_neg)
+        overall.append(ratio(np.asarray(twice_overall, dtype=float) / 2,
+                             np.asarray(w_pos.sum(1), dtype=float) * np.asarray(w_neg.sum(1), dtype=float)))
+        per_row.append(ratio(np.asarray(twice_rows, dtype=float) / 2,
+                             np.asarray(w_pos, dtype=float) * np.asarray(w_neg, dtype=float)))
     return np.stack(overall, -1), np.stack(per_row, -1)
 
 
-def _high_risk(inp: EvalInput, weights: np.ndarray) -> np.ndarray:
+def _high_risk(inp: EvalInput, resamples: Resamples) -> np.ndarray:
     if not len(inp.high_risk):
-        return np.full(weights.shape[0], np.nan)
+        return np.full(resamples.b, np.nan)
     high = np.asarray(inp.high_risk, dtype=np.intp)
     if inp.multilabel:
         is_high, called_high = np.asarray(inp.y_true)[:, high].any(1), inp.y_pred[:, high].any(1)
     else:
         is_high, called_high = np.isin(inp.y_true, high), np.isin(inp.y_pred, high)
-    return ratio(weights @ (is_high & called_high).astype(float), weights @ is_high.astype(float))
+    hits = weighted_sums(resamples.by_sample, np.zeros(int((is_high & called_high).sum()), dtype=np.intp), 1,
+                         np.flatnonzero(is_high & called_high))[:, 0]
+    cases = weighted_sums(resamples.by_sample, np.zeros(int(is_high.sum()), dtype=np.intp), 1, np.flatnonzero(is_high))[:, 0]
+    return ratio(hits, cases)
 
 
 class _Batch:
     """Shared intermediate arrays of one EvalInput under one set of resample weights."""
 
-    def __init__(self, inp: EvalInput, weights: np.ndarray):
-        self.inp, self.weights = inp, weights
+    def __init__(self, inp: EvalInput, resamples: Resamples):
+        self.inp, self.resamples = inp, resamples
         self._memo: dict[str, object] = {}
 
     def get(self, key: str, compute: Callable[[], object]):
@@ -197,7 +257,7 @@ class _Batch:
 
     @property
     def c(self) -> Counts:
-        return self.get("counts", lambda: counts(self.inp, self.weights))
+        return self.get("counts", lambda: counts(self.inp, self.resamples))
 
     def overall(self, rows_fn) -> np.ndarray:
         return rows_fn(self.inp, self.c.overall())[:, 0]
@@ -207,7 +267,7 @@ class _Batch:
 
     @property
     def aucs(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.get("aucs", lambda: _class_aucs(self.inp, self.weights))
+        return self.get("aucs", lambda: _class_aucs(self.inp, self.resamples, self.c))
 
     def auc(self) -> np.ndarray:
         return self.aucs[0].mean(-1)
@@ -237,7 +297,7 @@ BATCHED: dict[str, Callable[[_Batch], np.ndarray]] = {
     "acc": lambda b: b.overall(_accuracy_rows),
     "bal_acc": lambda b: b.overall(_balanced_rows),
     "auc": lambda b: b.auc(),
-    "high_risk_sens": lambda b: _high_risk(b.inp, b.weights),
+    "high_risk_sens": lambda b: _high_risk(b.inp, b.resamples),
     "worst_acc": lambda b: _worst(b.groups(_accuracy_rows)),
     "worst_auc": lambda b: _worst(b.group_auc()),
     "gap_acc": lambda b: _gap(b.groups(_accuracy_rows)),
@@ -254,17 +314,17 @@ BATCHED: dict[str, Callable[[_Batch], np.ndarray]] = {
 }
 
 
-def resampled_values(inp: EvalInput, metrics: list[str], indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(B, M): each metric on each resample, given as row indices (B, n) and as the matching
-    multiplicities (B, n). Registered metrics without a batched form are called per resample."""
-    batch = _Batch(inp, weights)
-    out = np.empty((weights.shape[0], len(metrics)))
+def resampled_values(inp: EvalInput, metrics: list[str], resamples: Resamples) -> np.ndarray:
+    """(B, M): each metric on each resample. Registered metrics without a batched form here (a
+    plugin's own) are called once per resample, which is slow at large B."""
+    batch = _Batch(inp, resamples)
+    out = np.empty((resamples.b, len(metrics)))
     for j, name in enumerate(metrics):
-        if name in BATCHED and METRICS.get(name) is not None and METRICS[name].fn.__module__.startswith("harness."):
+        if name in BATCHED and METRICS[name].fn.__module__.startswith("harness.metrics."):
             out[:, j] = BATCHED[name](batch)
         else:
             fn = get_metric(name)
-            out[:, j] = [fn(subset(inp, index)).value for index in indices]
+            out[:, j] = [fn(subset(inp, index)).value for index in resamples.indices]
     return out
 
 
