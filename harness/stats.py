@@ -11,12 +11,14 @@ from __future__ import annotations
 import gc
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 from scipy import special
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 from harness import progress
 from harness.metrics import METRICS
@@ -68,12 +70,17 @@ class Comparison:
 
 
 def minimum_detectable_effect(se: float, replicates: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """(t_{1−α/2} + t_{power}) · se with replicates − 1 degrees of freedom: the true difference a
-    two-sided test at alpha finds with probability `power`."""
-    df = replicates - 1
-    if df < 1 or math.isnan(se):
+    """The true difference a two-sided test at alpha over `replicates` paired replicates finds
+    with probability `power`, given the standard error of their mean difference: the effect size
+    of statsmodels' TTestPower (noncentral t, replicates − 1 df) times se·√replicates."""
+    if replicates < 2 or math.isnan(se):
         return math.nan
-    return float((sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * se)
+    return float(_effect_size(replicates, alpha, power) * se * math.sqrt(replicates))
+
+
+@lru_cache(maxsize=None)
+def _effect_size(replicates: int, alpha: float, power: float) -> float:
+    return float(TTestPower().solve_power(nobs=replicates, alpha=alpha, power=power, alternative="two-sided"))
 
 
 def hierarchical_bootstrap(differences: np.ndarray, alpha: float = ALPHA, power: float = POWER,
