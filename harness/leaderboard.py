@@ -178,10 +178,11 @@ def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = 
     design = run_design(Path(run_dir))
     tests = baseline_tests(Path(run_dir), rows, frame, significance, correction, b, seed, design=design)
     summary["p_test"] = test_description(significance, correction, b, design)
+    summary["primary_endpoints"] = ",".join(design.primary)
     if tests.empty:
         return summary
     columns = [c for c in tests.columns if c not in TABLE_KEYS + ["method"]]
-    return summary.merge(tests[TABLE_KEYS + ["method"] + columns], on=TABLE_KEYS + ["method"], how="left")
+    return summary.merge(tests[TABLE_KEYS + ["method"] + columns], on=TABLE_KEYS + ["method"], how="left").copy()
 
 
 # ---- significance against the real-only baseline ----
