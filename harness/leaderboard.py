@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -270,28 +272,39 @@ def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: s
     if test not in TESTS[:-1]:
         raise ValueError(f"unknown significance test '{test}'; choose one of {TESTS}")
     metrics = stats.prediction_metrics(metric_columns(frame) if metrics is None else metrics)
-    out, resamples = [], {}
-    for keys, table in frame.groupby(TABLE_KEYS, sort=False):
+    if not metrics:
+        return pd.DataFrame()
+    resamples: dict[tuple[int, int], Resamples] = {}  # by (test-set size, B), shared by the tables of a run
+
+    def table_tests(item: tuple[tuple, pd.DataFrame]) -> list[dict]:
+        keys, table = item
         base_rows = table[table["generator"] == baseline]
-        if base_rows.empty or not metrics:
-            continue
+        if base_rows.empty:
+            return []
         base = _replicates(run_dir, rows, base_rows)
         values = _TableValues(metrics, b if test == "bootstrap" else 0, seed, resamples)
+        entries = []
         for method, method_rows in table[table["generator"] != baseline].groupby("method", sort=False):
             runs = _replicates(run_dir, rows, method_rows)
-            label = "/".join(map(str, keys)) + f"/{method}"
             text, missing, distinct = replicate_design(runs, base, design.vary_cut)
             seeds = sorted(set(runs) & set(base))
+            tested = distinct >= stats.MIN_REPLICATES
             entry = dict(zip(TABLE_KEYS, keys), method=method, n_pairs=len(seeds), replicates=text,
-                         not_estimated="; ".join(missing), tested=distinct >= stats.MIN_REPLICATES)
-            results = _compare(values, [runs[s] for s in seeds], [base[s] for s in seeds], test, seed, label)
+                         not_estimated="; ".join(missing), tested=tested)
+            label = "/".join(map(str, keys)) + f"/{method}"
+            results = _compare(values, [runs[s] for s in seeds], [base[s] for s in seeds], test, seed, label, tested)
             for m, result in zip(metrics, results):
-                p = result.p if entry["tested"] else math.nan
-                entry.update({f"{m}_diff": result.diff, f"{m}_ci_low": result.ci_low if entry["tested"] else math.nan,
-                              f"{m}_ci_high": result.ci_high if entry["tested"] else math.nan, f"{m}_p": p})
+                entry.update({f"{m}_diff": result.diff, f"{m}_ci_low": result.ci_low if tested else math.nan,
+                              f"{m}_ci_high": result.ci_high if tested else math.nan,
+                              f"{m}_p": result.p if tested else math.nan})
                 if m in design.primary:
-                    entry[f"{m}_mde"] = result.mde if entry["tested"] else math.nan
-            out.append(entry)
+                    entry[f"{m}_mde"] = result.mde if tested else math.nan
+            entries.append(entry)
+        return entries
+
+    # numpy releases the GIL in the large array operations, so two tables run at once on 2 cores
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        out = [entry for entries in pool.map(table_tests, frame.groupby(TABLE_KEYS, sort=False)) for entry in entries]
     tests = pd.DataFrame(out)
     if not tests.empty:
         _correct(tests, metrics, design.primary, correction)
@@ -315,25 +328,26 @@ def _correct(tests: pd.DataFrame, metrics: list[str], primary: Sequence[str], co
 
 class _TableValues:
     """Metric values of each replicate of one table on all test samples (row 0) and on the
-    table's shared resamples (rows 1..B), computed once per distinct replicate."""
+    table's shared resamples (rows 1..B), computed once per distinct replicate; only row 0 where
+    no test will be made."""
 
-    def __init__(self, metrics: list[str], b: int, seed: int, resamples: dict[int, Resamples]):
+    def __init__(self, metrics: list[str], b: int, seed: int, resamples: dict[tuple[int, int], Resamples]):
         self.metrics, self.b, self.seed = metrics, b, seed
-        self._resamples = resamples  # by test-set size, shared by the tables of a run
-        self._values: dict[str, np.ndarray] = {}
+        self._resamples = resamples  # two threads may both create one: equal seeds give equal resamples
+        self._values: dict[tuple[str, bool], np.ndarray] = {}
 
-    def __call__(self, replicate: Replicate) -> np.ndarray:
-        key = replicate.fingerprint  # replicates with identical predictions have identical values
+    def __call__(self, replicate: Replicate, observed_only: bool = False) -> np.ndarray:
+        key = (replicate.fingerprint, observed_only)  # identical predictions have identical values
         if key not in self._values:
-            n = len(replicate.inp.y_true)
-            if n not in self._resamples:
-                self._resamples[n] = stats.test_resamples(n, self.b, self.seed, with_all=True)
-            self._values[key] = resampled_values(replicate.inp, self.metrics, self._resamples[n])
+            n, b = len(replicate.inp.y_true), 0 if observed_only else self.b
+            if (n, b) not in self._resamples:
+                self._resamples[(n, b)] = stats.test_resamples(n, b, self.seed, with_all=True)
+            self._values[key] = resampled_values(replicate.inp, self.metrics, self._resamples[(n, b)])
         return self._values[key]
 
 
 def _compare(values: _TableValues, method_runs: list[Replicate], base_runs: list[Replicate], test: str, seed: int,
-             label: str) -> list[stats.Comparison]:
+             label: str, tested: bool = True) -> list[stats.Comparison]:
     nothing = [stats.Comparison(math.nan, math.nan) for _ in values.metrics]
     if not method_runs:
         progress.warn(f"{label}: no seed in common with the baseline; no significance test")
@@ -342,13 +356,14 @@ def _compare(values: _TableValues, method_runs: list[Replicate], base_runs: list
     if len(sizes) > 1:
         progress.warn(f"{label}: evaluated on {sorted(sizes)} test samples vs the baseline; no paired test possible")
         return nothing
-    differences = np.stack([values(m) - values(base) for m, base in zip(method_runs, base_runs)])
-    observed = differences[:, 0].mean(0)
-    if len(method_runs) < 2:
-        return [stats.Comparison(float(d), math.nan) for d in observed]
+    observed_only = not tested or test != "bootstrap"
+    differences = np.stack([values(m, observed_only) - values(base, observed_only)
+                            for m, base in zip(method_runs, base_runs)])
+    if not tested or len(method_runs) < 2:
+        return [stats.Comparison(float(d), math.nan) for d in differences[:, 0].mean(0)]
     if test == "bootstrap":
         return stats.hierarchical_bootstrap(differences, seed=seed)
-    method_values, base_values = (np.stack([values(r)[0] for r in runs]) for runs in (method_runs, base_runs))
+    method_values, base_values = (np.stack([values(r, True)[0] for r in runs]) for runs in (method_runs, base_runs))
     paired = stats.paired_t if test == "paired-t" else stats.paired_wilcoxon
     return [paired(method_values[:, j], base_values[:, j]) for j in range(len(values.metrics))]
 

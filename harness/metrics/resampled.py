@@ -10,6 +10,7 @@ a metric without a batched form here falls back to calling its function once per
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -73,8 +74,10 @@ class Resamples:
         return self.weights.shape[0]
 
     def scratch(self, name: str, rows: int) -> np.ndarray:
-        """A reusable (rows, B) buffer: allocating arrays this large anew costs more than filling them."""
-        buffers = self.__dict__.setdefault("_buffers", {})
+        """A reusable (rows, B) buffer of the calling thread: allocating arrays this large anew
+        costs more than filling them."""
+        local = self.__dict__.setdefault("_local", threading.local())
+        buffers = local.__dict__.setdefault("buffers", {})
         if name not in buffers or buffers[name].shape[0] != rows:
             buffers[name] = np.empty((rows, self.b), dtype=self.by_sample.dtype)
         return buffers[name]
