@@ -4,6 +4,7 @@ runs' records (a method author's run next to published results)."""
 from __future__ import annotations
 
 import io
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -245,3 +246,14 @@ def test_partial_runs_merged_give_the_full_runs_table(tiny_grid, toy_plugins, tm
     assert "oversample" in full
     assert main(["leaderboard", str(tmp_path / "builtin")]) == 0
     assert "oversample" not in capsys.readouterr().out  # the row came from the merged run
+
+
+def test_the_runs_grid_declares_the_primary_endpoints(tmp_path):
+    from conftest import TINY_GRID
+
+    run = write_run(tmp_path / "declared", {"none": 0.7, "better": 0.9}, seeds=3)
+    grid = 'primary_endpoints = ["acc"]\n' + TINY_GRID
+    (run / records.MANIFEST).write_text(json.dumps({"grid": {"source": "test", "text": grid}}))
+    summary = load_summary(run, significance="bootstrap", b=200)
+    assert set(summary["primary_endpoints"]) == {"acc"} and "acc_mde" in summary and "worst_acc_mde" not in summary
+    assert "primary endpoints (acc) holm-corrected over the run" in render(summary)
