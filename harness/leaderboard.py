@@ -341,7 +341,7 @@ class _TableValues:
         if key not in self._values:
             n, b = len(replicate.inp.y_true), 0 if observed_only else self.b
             if (n, b) not in self._resamples:
-                self._resamples[(n, b)] = stats.test_resamples(n, b, self.seed, with_all=True)
+                self._resamples[(n, b)] = stats.resample_test_set(n, b, self.seed, with_all=True)
             self._values[key] = resampled_values(replicate.inp, self.metrics, self._resamples[(n, b)])
         return self._values[key]
 
@@ -411,11 +411,11 @@ def _significance_notes(table: pd.DataFrame, metrics: list[str]) -> list[str]:
         return [f"no significance markers: no '{stats.BASELINE}' baseline with shared replicates in this table"]
     notes = [f"replicates: {' | '.join(_values(table, 'replicates'))}",
              f"(Δ vs {stats.BASELINE}) ▲/▼ better/worse at α={stats.ALPHA:g}: {table['p_test'].iloc[0]}"]
-    untested = table["method"][table["tested"] == False].tolist()  # noqa: E712 (NaN rows are the baseline)
+    untested = table["method"][table["tested"].eq(False)].tolist()  # the baseline's rows are NaN
     if untested:
         notes.append(f"no markers for {', '.join(untested)}: fewer than {stats.MIN_REPLICATES} distinct replicates "
                      f"(replicate spread not estimated)")
-    missing = _values(table[table["tested"] == True], "not_estimated")  # noqa: E712
+    missing = _values(table[table["tested"].eq(True)], "not_estimated")
     if missing:
         notes.append(f"{NOT_ESTIMATED_FLAG} not estimated, so not in the test: {' | '.join(missing)}")
     mde = [f"{m} {table[f'{m}_mde'].median():.3g}" for m in metrics

@@ -21,6 +21,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 from harness import progress
+from harness.grid import Grid
 from harness.metrics import METRICS
 from harness.metrics.resampled import Resamples
 from harness.metrics.registry import HIGHER, EvalInput
@@ -32,7 +33,7 @@ BOOTSTRAP_B = 2000
 #: a variance source with fewer replicates than this is "not estimated"
 MIN_REPLICATES = 3
 #: the grid's default primary endpoints (Holm over the whole run); other metrics are exploratory
-PRIMARY_ENDPOINTS = ("worst_acc", "gap_acc", "auc_gap")
+PRIMARY_ENDPOINTS = Grid.primary_endpoints
 POSTERIOR_DRAWS = 100_000
 
 
@@ -44,7 +45,7 @@ def prediction_metrics(columns: Sequence[str]) -> list[str]:
 
 # ---- test-sample resamples ----
 
-def test_resamples(n: int, b: int = BOOTSTRAP_B, seed: int = 0, with_all: bool = False) -> Resamples:
+def resample_test_set(n: int, b: int = BOOTSTRAP_B, seed: int = 0, with_all: bool = False) -> Resamples:
     """b seeded resamples of n test samples, as row indices and as multiplicities (how often each
     sample was drawn); with_all puts all samples, once each, first. Equal (n, b, seed) give equal
     resamples, so every method of a table, and every replicate, is evaluated on the same draws."""

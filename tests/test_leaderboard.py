@@ -127,7 +127,7 @@ def test_bootstrap_p_is_the_two_level_bootstrap_of_accuracy_computed_independent
     """Accuracy on each shared resample, by hand from the prediction files, fed to the one test."""
     summary = hand_summary.set_index("method")
     method, base = _correct_matrix(hand_run, "worse"), _correct_matrix(hand_run, "none")  # (seeds, n)
-    indices = stats.test_resamples(method.shape[1], stats.BOOTSTRAP_B, 0, with_all=True).indices
+    indices = stats.resample_test_set(method.shape[1], stats.BOOTSTRAP_B, 0, with_all=True).indices
     differences = (method[:, indices].mean(-1) - base[:, indices].mean(-1))[:, :, None]
     expected = stats.hierarchical_bootstrap(differences)[0]
     assert summary.loc["worse", "acc_diff"] == pytest.approx(method.mean() - base.mean())

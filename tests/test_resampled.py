@@ -29,7 +29,7 @@ def _input(kind: str, n: int = 120, seed: int = 0) -> EvalInput:
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
 def test_batched_metrics_equal_the_registered_functions_on_each_resample(kind):
     inp = _input(kind)
-    resamples = stats.test_resamples(len(inp.y_true), 40, seed=3)
+    resamples = stats.resample_test_set(len(inp.y_true), 40, seed=3)
     got = resampled_values(inp, PREDICTION_METRICS, resamples)
     expected = np.array([[METRICS[m](subset(inp, idx)).value for m in PREDICTION_METRICS] for idx in resamples.indices])
     for j, name in enumerate(PREDICTION_METRICS):
@@ -45,7 +45,7 @@ def test_every_registered_prediction_metric_has_a_batched_form():
 def test_the_unresampled_row_is_the_metric_on_all_samples():
     inp = _input("multiclass", seed=5)
     n = len(inp.y_true)
-    got = resampled_values(inp, PREDICTION_METRICS, stats.test_resamples(n, 0, with_all=True))[0]
+    got = resampled_values(inp, PREDICTION_METRICS, stats.resample_test_set(n, 0, with_all=True))[0]
     np.testing.assert_array_equal(got, [METRICS[m](inp).value for m in PREDICTION_METRICS])
 
 
@@ -54,7 +54,7 @@ def test_both_auc_paths_agree_with_the_registered_auc(monkeypatch, pair_limit):
     """Discordant-pair counting (good classifiers) and cumulative sums (others) give the same bits."""
     monkeypatch.setattr(resampled, "PAIR_LIMIT", pair_limit)
     inp = _input("multiclass", seed=7)
-    resamples = stats.test_resamples(len(inp.y_true), 30, seed=1)
+    resamples = stats.resample_test_set(len(inp.y_true), 30, seed=1)
     names = ["auc", "worst_auc", "auc_gap", "label_auc_gap", "es_auc"]
     got = resampled_values(inp, names, resamples)
     expected = np.array([[METRICS[m](subset(inp, idx)).value for m in names] for idx in resamples.indices])

@@ -12,13 +12,13 @@ from metric_toys import binary_toy
 
 
 def test_test_resamples_are_seeded_and_their_weights_count_the_indices():
-    resamples = stats.test_resamples(50, 30, seed=4, with_all=True)
+    resamples = stats.resample_test_set(50, 30, seed=4, with_all=True)
     assert np.array_equal(resamples.indices[0], np.arange(50)) and (resamples.weights[0] == 1).all()
     for index, weights in zip(resamples.indices, resamples.weights):
         assert np.array_equal(np.bincount(index, minlength=50), weights)
-    again = stats.test_resamples(50, 30, seed=4)
+    again = stats.resample_test_set(50, 30, seed=4)
     assert np.array_equal(again.indices, resamples.indices[1:])
-    assert not np.array_equal(stats.test_resamples(50, 30, seed=5).indices, again.indices)
+    assert not np.array_equal(stats.resample_test_set(50, 30, seed=5).indices, again.indices)
 
 
 def test_two_level_bootstrap_without_test_noise_is_the_paired_t_test():

@@ -27,7 +27,7 @@ def _table(rng: np.random.Generator, effect: float) -> np.ndarray:
     groups = rng.choice(3, size=N, p=GROUP_SHARE)
     y = rng.integers(0, 2, N)
     hardness = rng.normal(size=N)
-    resamples = stats.test_resamples(N, B, seed=int(rng.integers(2**31)), with_all=True)
+    resamples = stats.resample_test_set(N, B, seed=int(rng.integers(2**31)), with_all=True)
 
     def replicate(shift: float) -> np.ndarray:
         accuracy = np.clip(GROUP_ACC + shift + rng.normal(0, SD_GENERATOR) + rng.normal(0, SD_CLASSIFIER), 0.01, 0.99)
