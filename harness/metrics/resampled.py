@@ -19,6 +19,7 @@ from scipy import sparse
 
 from harness.metrics.groupstats import evaluated_classes, ratio, row_index
 from harness.metrics.registry import METRICS, EvalInput, get_metric
+from harness.metrics.utility import _nan_mean
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Resamples:
 
 
 def counts(inp: EvalInput, resamples: Resamples) -> Counts:
+    """The weighted confusion counts of every resample: one sparse product per count table."""
     rows, weights = row_index(inp), resamples.by_sample
     num_rows, k = len(inp.group_names) + 1, inp.num_classes
     b = resamples.b
@@ -101,11 +103,6 @@ def counts(inp: EvalInput, resamples: Resamples) -> Counts:
 
 
 # ---- reductions over groups, NaN-aware like harness.metrics.registry.aggregate ----
-
-def _nan_mean(values: np.ndarray, axis: int) -> np.ndarray:
-    present = ~np.isnan(values)
-    return ratio(np.where(present, values, 0).sum(axis), present.sum(axis))
-
 
 def _valid_groups(inp: EvalInput, c: Counts) -> np.ndarray:
     """(B, G): the group has at least min_group_n (and at least one) samples in the resample."""
@@ -141,13 +138,17 @@ def _equity_scaled(overall: np.ndarray, groups: np.ndarray, scale: float = 1.0) 
     return np.where(np.isnan(overall), np.nan, value)
 
 
-def _class_gaps(inp: EvalInput, c: Counts, rates: np.ndarray) -> np.ndarray:
-    """(B, C) per-class max − min rate over valid groups; then the mean over defined classes."""
+def _per_class_gaps(inp: EvalInput, c: Counts, rates: np.ndarray) -> np.ndarray:
+    """(B, C) per-class max − min rate over valid groups where it is defined (NaN under 2)."""
     rates = np.where(_valid_groups(inp, c)[:, :, None], rates, np.nan)
     defined = ~np.isnan(rates)
-    gaps = np.where(defined.sum(1) >= 2, np.where(defined, rates, -np.inf).max(1) - np.where(defined, rates, np.inf).min(1),
-                    np.nan)
-    return _nan_mean(gaps, 1)
+    return np.where(defined.sum(1) >= 2,
+                    np.where(defined, rates, -np.inf).max(1) - np.where(defined, rates, np.inf).min(1), np.nan)
+
+
+def _class_gaps(inp: EvalInput, c: Counts, rates: np.ndarray) -> np.ndarray:
+    """The mean of the per-class gaps over classes where they are defined."""
+    return _nan_mean(_per_class_gaps(inp, c, rates), 1)
 
 
 # ---- rows (groups + unknown) of utility values ----
@@ -285,15 +286,8 @@ class _Batch:
 
 
 def _eodds(b: _Batch) -> np.ndarray:
-    c = b.c
-    tpr = np.where(_valid_groups(b.inp, c)[:, :, None], b.rates("tpr"), np.nan)
-    fpr = np.where(_valid_groups(b.inp, c)[:, :, None], b.rates("fpr"), np.nan)
-
-    def gaps(rates):
-        defined = ~np.isnan(rates)
-        return np.where(defined.sum(1) >= 2, np.where(defined, rates, -np.inf).max(1)
-                        - np.where(defined, rates, np.inf).min(1), np.nan)
-    return _nan_mean(np.maximum(gaps(tpr), gaps(fpr)), 1)
+    gaps = np.maximum(_per_class_gaps(b.inp, b.c, b.rates("tpr")), _per_class_gaps(b.inp, b.c, b.rates("fpr")))
+    return _nan_mean(gaps, 1)
 
 
 BATCHED: dict[str, Callable[[_Batch], np.ndarray]] = {
