@@ -26,6 +26,7 @@ from harness import progress, records, stats
 from harness.contracts import ConfigError
 from harness.grid import parse_grid
 from harness.metrics import HIGHER, METRICS
+from harness.metrics.registry import EvalInput
 from harness.metrics.resampled import Resamples, resampled_values
 from harness.metrics.stored import eval_input_from_record
 
@@ -179,7 +180,7 @@ def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = 
         return summary
     design = run_design(Path(run_dir))
     tests = baseline_tests(Path(run_dir), rows, frame, significance, correction, b, seed, design=design)
-    summary["p_test"] = test_description(significance, correction, b, design)
+    summary["p_test"] = describe_test(significance, correction, b, design)
     summary["primary_endpoints"] = ",".join(design.primary)
     if tests.empty:
         return summary
@@ -207,7 +208,7 @@ def run_design(run_dir: Path) -> Design:
     return Design(tuple(grid.primary_endpoints), grid.vary_cut)
 
 
-def test_description(test: str, correction: str, b: int, design: Design) -> str:
+def describe_test(test: str, correction: str, b: int, design: Design) -> str:
     what = TEST_NAMES[test] + (f", B={b}" if test == "bootstrap" else "")
     return (f"{what}; primary endpoints ({', '.join(design.primary)}) {correction}-corrected over the run, "
             f"other metrics exploratory, {correction}-corrected within the table")
@@ -215,7 +216,7 @@ def test_description(test: str, correction: str, b: int, design: Design) -> str:
 
 @dataclass
 class Replicate:
-    inp: object  # EvalInput
+    inp: EvalInput
     seeds: dict | None  # the record's stage seeds
     fingerprint: str  # hash of the predicted probabilities
 
