@@ -207,8 +207,11 @@ def _auc_cumulative(score: np.ndarray, positive: np.ndarray, rows: np.ndarray, n
     np.take(resamples.by_sample, order, axis=0, out=weights)
     cum_neg[0] = 0
     np.multiply(weights, (~pos)[:, None], out=cum_neg[1:])
-    for i in range(2, n + 1):  # row by row: several times faster than np.cumsum along axis 0
-        np.add(cum_neg[i - 1], cum_neg[i], out=cum_neg[i])
+    if resamples.b < 256:
+        np.cumsum(cum_neg[1:], axis=0, out=cum_neg[1:])
+    else:  # row by row: with many resamples several times faster than np.cumsum along axis 0
+        for i in range(2, n + 1):
+            np.add(cum_neg[i - 1], cum_neg[i], out=cum_neg[i])
     where = np.flatnonzero(pos)
     counted = cum_neg[block_start[block_of[where]]]
     counted += cum_neg[block_end[block_of[where]]]
