@@ -412,10 +412,11 @@ def _significance_notes(table: pd.DataFrame, metrics: list[str]) -> list[str]:
         return [f"no significance markers: no '{stats.BASELINE}' baseline with shared replicates in this table"]
     notes = [f"replicates: {' | '.join(_values(table, 'replicates'))}",
              f"(Δ vs {stats.BASELINE}) ▲/▼ better/worse at α={stats.ALPHA:g}: {table['p_test'].iloc[0]}"]
-    untested = table["method"][table["tested"].eq(False)].tolist()  # the baseline's rows are NaN
-    if untested:
-        notes.append(f"no markers for {', '.join(untested)}: fewer than {stats.MIN_REPLICATES} distinct replicates "
-                     f"(replicate spread not estimated)")
+    untested = table[table["tested"].eq(False)]  # the baseline's rows are NaN
+    if not untested.empty:
+        missing = " | ".join(_values(untested, "not_estimated")) or "replicate spread"
+        notes.append(f"no markers for {', '.join(untested['method'])}: fewer than {stats.MIN_REPLICATES} distinct "
+                     f"replicates, so not estimated: {missing}")
     missing = _values(table[table["tested"].eq(True)], "not_estimated")
     if missing:
         notes.append(f"{NOT_ESTIMATED_FLAG} not estimated, so not in the test: {' | '.join(missing)}")

@@ -162,7 +162,8 @@ def test_a_deterministic_classifier_gets_no_markers_and_says_why(tmp_path):
     summary = load_summary(run, significance="bootstrap")
     text = render(summary)
     assert "3 classifier seeds (deterministic)" in text
-    assert "no markers for better: fewer than 3 distinct replicates (replicate spread not estimated)" in text
+    assert ("no markers for better: fewer than 3 distinct replicates, so not estimated: classifier spread "
+            "(identical predictions in every replicate)") in text
     assert not any(_marker(cell) for cell in _markdown_rows(text)["better"].values())
     better = summary.set_index("method").loc["better"]
     assert np.isnan(better["acc_p"]) and better["acc_diff"] == pytest.approx(0.2, abs=0.1)  # Δ still shown
