@@ -67,7 +67,6 @@ class Comparison:
     ci_high: float = math.nan
     se: float = math.nan  # standard error of the difference, replicate and test-sample levels together
     mde: float = math.nan  # minimum detectable effect at POWER, two-sided ALPHA
-    test: str = ""
 
 
 def minimum_detectable_effect(se: float, replicates: int, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -116,7 +115,7 @@ def hierarchical_bootstrap(differences: np.ndarray, alpha: float = ALPHA, power:
     for j in range(d.shape[2]):
         resampled = d[:, 1:, j][:, ~np.isnan(d[:, 1:, j]).any(0)]  # (R, B valid)
         if math.isnan(observed[j]) or math.isnan(scale[j]) or resampled.shape[1] < 2:
-            out.append(Comparison(float(observed[j]), math.nan, test="two-level bootstrap"))
+            out.append(Comparison(float(observed[j]), math.nan))
             continue
         mean_b = resampled.mean(0)
         covariance = np.cov(resampled)
@@ -134,7 +133,7 @@ def hierarchical_bootstrap(differences: np.ndarray, alpha: float = ALPHA, power:
         low, high = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
         se = math.sqrt(scale[j] ** 2 + shared)
         out.append(Comparison(float(observed[j]), float(p), float(low), float(high), se,
-                              minimum_detectable_effect(se, replicates, alpha, power), "two-level bootstrap"))
+                              minimum_detectable_effect(se, replicates, alpha, power)))
     return out
 
 
@@ -143,16 +142,17 @@ def paired_t(method: Sequence[float], baseline: Sequence[float]) -> Comparison:
     diff = np.subtract(method, baseline)
     result = sps.ttest_rel(method, baseline)
     interval = result.confidence_interval(1 - ALPHA)
-    return Comparison(float(diff.mean()), float(result.pvalue), float(interval.low), float(interval.high),
-                      float(diff.std(ddof=1) / math.sqrt(len(diff))), test="paired t over replicates")
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    return Comparison(float(diff.mean()), float(result.pvalue), float(interval.low), float(interval.high), se,
+                      minimum_detectable_effect(se, len(diff)))
 
 
 def paired_wilcoxon(method: Sequence[float], baseline: Sequence[float]) -> Comparison:
     """Wilcoxon signed-rank test over replicates (scipy.stats.wilcoxon)."""
     diff = np.subtract(method, baseline)
     if not np.any(diff):
-        return Comparison(0.0, 1.0, test="Wilcoxon over replicates")
-    return Comparison(float(np.mean(diff)), float(sps.wilcoxon(method, baseline).pvalue), test="Wilcoxon over replicates")
+        return Comparison(0.0, 1.0)
+    return Comparison(float(np.mean(diff)), float(sps.wilcoxon(method, baseline).pvalue))
 
 
 def marker(diff: float, p_adj: float, direction: str, alpha: float = ALPHA) -> str:
