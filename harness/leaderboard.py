@@ -272,6 +272,8 @@ def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: s
     """
     if test not in TESTS[:-1]:
         raise ValueError(f"unknown significance test '{test}'; choose one of {TESTS}")
+    if test == "bootstrap" and b < 2:
+        raise ValueError(f"--bootstrap-b must be at least 2 (default {stats.BOOTSTRAP_B}), got {b}")
     metrics = stats.prediction_metrics(metric_columns(frame) if metrics is None else metrics)
     if not metrics:
         return pd.DataFrame()
