@@ -258,3 +258,12 @@ def test_the_runs_grid_declares_the_primary_endpoints(tmp_path):
     summary = load_summary(run, significance="bootstrap", b=200)
     assert set(summary["primary_endpoints"]) == {"acc"} and "acc_mde" in summary and "worst_acc_mde" not in summary
     assert "primary endpoints (acc) holm-corrected over the run" in render(summary)
+
+
+def test_records_without_stage_seeds_are_tested_but_flagged(tmp_path):
+    run = write_run(tmp_path / "old", {"none": 0.7, "better": 0.9}, seeds=6)
+    records.rewrite(run, [{k: v for k, v in r.items() if k != "seeds"} for r in records.load(run)])
+    text = render(load_summary(run, significance="bootstrap", b=200))
+    assert "replicates: replicate sources not recorded" in text
+    assert "† not estimated, so not in the test: replicate sources (not recorded)" in text
+    assert "▲†" in _markdown_rows(text)["better"]["acc ↑"]
