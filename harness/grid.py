@@ -4,6 +4,8 @@
     seeds = 2                   # replicates per cell
     generator_seeds = 1         # optional: scenario cuts, generator fits and samples per cell (<= seeds);
                                 # the seeds cycle through them (default: one per seed)
+    vary_cut = true             # optional: false trains every seed on one scenario cut
+    primary_endpoints = ["worst_acc", "gap_acc", "auc_gap"]  # optional: Holm over the run for these
     executor = "process"        # optional defaults for `harness run` (its --executor/--workers win)
     workers = 2
     splits = ["test"]           # real test splits to evaluate
@@ -47,7 +49,7 @@ from harness.contracts import ConfigError
 from harness.sampling import SamplingSpec
 
 TOP_KEYS = {"name": str, "description": str, "seeds": int, "generator_seeds": int, "executor": str, "workers": int, "splits": list, "cas": bool, "min_group_n": int,
-            "fidelity": bool, "feature_extractor": str, "fid_draws": int,
+            "fidelity": bool, "feature_extractor": str, "fid_draws": int, "primary_endpoints": list, "vary_cut": bool,
             "dataset": list, "generator": list, "sampling": list, "classifier": list}
 PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
 DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
@@ -107,6 +109,7 @@ class Cell:
     #: digest of what else the cell's records depend on: evaluation settings, plugin versions and
     #: source digests (set by the runner); part of the key, not of the spec
     context: str = ""
+    fixed_cut: bool = False  # every seed trains on the scenario cut of replicate 0 (grid key vary_cut = false)
 
     @property
     def id(self) -> str:
@@ -117,7 +120,8 @@ class Cell:
         return {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "generator": self.generator.as_dict(),
                 "sampling": self.sampling.as_dict() if self.sampling else None,
                 "classifier": self.classifier.as_dict(), "seed_index": self.seed_index,
-                **({"generator_seeds": self.generator_seeds} if self.generator_seeds else {})}
+                **({"generator_seeds": self.generator_seeds} if self.generator_seeds else {}),
+                **({"fixed_cut": True} if self.fixed_cut else {})}
 
     @property
     def key(self) -> str:
@@ -131,6 +135,8 @@ class Cell:
         replicate = self.seed_index
         if self.generator_seeds and stage in ("scenario", "generator", "sampling"):
             replicate = self.seed_index % self.generator_seeds
+        if self.fixed_cut and stage == "scenario":
+            replicate = 0
         parts: dict[str, Any] = {"dataset": self.dataset.as_dict(), "scenario": self.scenario, "seed_index": replicate}
         if stage in ("generator", "sampling"):
             parts["generator"] = self.generator.as_dict()
@@ -160,6 +166,9 @@ class Grid:
     generator_seeds: int = 0  # 0: one per seed
     executor: str = "serial"  # defaults for `harness run`; its --executor and --workers override them
     workers: int = 2
+    #: metrics whose baseline tests are corrected together over the whole run (the rest: per table)
+    primary_endpoints: tuple[str, ...] = ("worst_acc", "gap_acc", "auc_gap")
+    vary_cut: bool = True  # False: one scenario cut for all seeds (inference is then conditional on it)
 
     def cells(self, produces_images: Callable[[PluginSpec], bool],
               only: dict[str, list[str]] | None = None) -> list[Cell]:
@@ -173,7 +182,7 @@ class Grid:
                         for classifier in self.classifiers:
                             for seed_index in range(self.seeds):
                                 cell = Cell(dataset, scenario, generator, sampling, classifier, seed_index,
-                                            self.generator_seeds)
+                                            self.generator_seeds, fixed_cut=not self.vary_cut)
                                 if _selected(cell, only or {}) and all(
                                         spec.runs_on(dataset.label, scenario) for spec in (generator, classifier)):
                                     cells.append(cell)
@@ -263,7 +272,8 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
                 data.get("fidelity", False), data.get("feature_extractor", ""), data.get("fid_draws", 3),
                 # generator_seeds == seeds is the default behaviour: store 0 so cell keys stay as without the key
                 generator_seeds if generator_seeds != seeds else 0, data.get("executor", "serial"),
-                data.get("workers", 2))
+                data.get("workers", 2), tuple(data.get("primary_endpoints", Grid.primary_endpoints)),
+                data.get("vary_cut", True))
 
 
 def _check_settings(data: dict, source: str, errors: ConfigErrors) -> None:
@@ -286,6 +296,14 @@ def _check_settings(data: dict, source: str, errors: ConfigErrors) -> None:
         problems.append(f"key 'min_group_n' must be >= 1, got {data['min_group_n']}")
     if data.get("fid_draws", 3) < 1:
         problems.append("key 'fid_draws' must be >= 1")
+    if "primary_endpoints" in data:
+        from harness.metrics import METRICS  # imported here: parsing a grid needs no metric code otherwise
+
+        allowed = sorted(name for name, metric in METRICS.items() if metric.source == "predictions")
+        unknown = [m for m in data["primary_endpoints"] if m not in allowed]
+        if not data["primary_endpoints"] or unknown:
+            problems.append(f"key 'primary_endpoints' must list prediction metrics, got unknown {unknown or '[]'}; "
+                            f"choose from {allowed}")
     with errors.collect():
         _run_name(data, source)
     errors.messages.extend(f"{source}: {problem}" for problem in problems)

@@ -1,39 +1,43 @@
 """Leaderboards are queries over result records: rows = methods, columns = metrics.
 
-One table per (dataset, scenario, classifier, split); each cell shows mean ± sd over seeds and,
-for prediction metrics, ▲/▼ when the method differs significantly from the real-only baseline of
-its table (a paired test on the stored per-sample predictions, corrected within the table).
+One table per (dataset, scenario, classifier, split); each cell shows mean ± sd over replicates
+and, for prediction metrics, the difference Δ from the real-only baseline of its table with ▲/▼
+where a two-level bootstrap (replicates, then test samples; harness.stats) finds it significant.
 Records of other runs can be merged in, so a method author's run sits inside published results.
 The numeric summary (the CSV form) is also what `harness check` and `harness compare` read.
 Reading guide: docs/leaderboards.md.
 """
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 from tabulate import tabulate
 
 from harness import progress, records, stats
-from harness.records import load_records
+from harness.contracts import ConfigError
+from harness.grid import parse_grid
 from harness.metrics import HIGHER, METRICS
+from harness.metrics.registry import EvalInput
+from harness.metrics.resampled import Resamples, resampled_values
 from harness.metrics.stored import eval_input_from_record
-from harness.significance import ALPHA, BASELINE, marker, prediction_metrics
+from harness.records import load_records
 
 TABLE_KEYS = ["dataset", "scenario", "classifier", "split"]
 ARROW = {HIGHER: "↑", "lower": "↓"}
 TESTS = ("bootstrap", "paired-t", "wilcoxon", "none")
-# Resamples per method for the leaderboard's bootstrap. Its p comes from the bootstrap standard
-# error, not from counting resamples, so 50 estimate the SE within ~10% and keep ~50 rows at
-# seconds of CPU (docs/leaderboards.md); publish with more.
-LEADERBOARD_B = 50
-Z_975 = float(sps.norm.ppf(0.975))
-TEST_NAMES = {"bootstrap": "paired bootstrap", "paired-t": "paired t over seeds", "wilcoxon": "Wilcoxon over seeds"}
+TEST_NAMES = {"bootstrap": "two-level bootstrap (replicates, then test samples)", "paired-t": "paired t over replicates",
+              "wilcoxon": "Wilcoxon over replicates"}
+NOT_ESTIMATED_FLAG = "†"
 
 
 # ---- summary ----
@@ -99,9 +103,10 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = "none", correction: str = "holm",
-                 b: int = LEADERBOARD_B, seed: int = 0, prefer_run: bool = False) -> pd.DataFrame:
+                 b: int = stats.BOOTSTRAP_B, seed: int = 0, prefer_run: bool = False) -> pd.DataFrame:
     """The summary of a run (plus merged sources, see records.load_records); with a significance
-    test, also `<metric>_p` and `<metric>_p_adj` against the real-only baseline of each table."""
+    test, also per metric `_diff`, `_ci_low`, `_ci_high`, `_p`, `_p_adj` (and `_mde` for primary
+    endpoints) against the real-only baseline of each table, with each row's replicate design."""
     rows = load_records(Path(run_dir), merge, prefer_run)
     frame = records_frame(rows)
     if frame.empty:
@@ -110,93 +115,197 @@ def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = 
     summary = summarise(frame)
     if significance == "none":
         return summary
-    tests = baseline_tests(Path(run_dir), rows, frame, significance, correction, b, seed)
-    summary["p_test"] = TEST_NAMES[significance] + (f", B={b}" if significance == "bootstrap" else "") + \
-        f", {correction}-corrected within the table"
+    design = run_design(Path(run_dir))
+    tests = baseline_tests(Path(run_dir), rows, frame, significance, correction, b, seed, design=design)
+    summary["p_test"] = describe_test(significance, correction, b, design)
+    summary["primary_endpoints"] = ",".join(design.primary)
     if tests.empty:
         return summary
-    columns = [c for c in tests.columns if c.endswith(("_diff", "_p", "_p_adj"))]
-    return summary.merge(tests[TABLE_KEYS + ["method"] + columns], on=TABLE_KEYS + ["method"], how="left")
+    columns = [c for c in tests.columns if c not in TABLE_KEYS + ["method"]]
+    return summary.merge(tests[TABLE_KEYS + ["method"] + columns], on=TABLE_KEYS + ["method"], how="left").copy()
 
 
 # ---- significance against the real-only baseline ----
 
-def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: str = "bootstrap",
-                   correction: str = "holm", b: int = LEADERBOARD_B, seed: int = 0,
-                   baseline: str = BASELINE, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per (table, non-baseline method) and prediction metric: `_diff` (method − baseline, over
-    paired seeds), `_p` (two-sided) and `_p_adj` (corrected over every p of its table).
-    `metrics` limits the tests (default: every prediction metric in `frame`).
+@dataclass(frozen=True)
+class Design:
+    """What the grid of a run declares about its statistics."""
+    primary: tuple[str, ...] = stats.PRIMARY_ENDPOINTS
+    vary_cut: bool = True
 
-    bootstrap: the paired resamples of harness.stats.bootstrap_table (the baseline's shared by
-    all methods of a table); p = 2·Φ(−|diff| / sd of the resampled diffs). The normal form
-    keeps p resolvable below 2/(B+1), which a whole table's Holm correction needs.
-    paired-t / wilcoxon: harness.stats.compare_to_baseline over the seed values.
+
+def run_design(run_dir: Path) -> Design:
+    """The primary endpoints and cut setting of the run's grid (from its manifest); the defaults
+    when the manifest or its grid cannot be read."""
+    try:
+        text = json.loads((Path(run_dir) / records.MANIFEST).read_text())["grid"]["text"]
+        grid = parse_grid(text, f"{run_dir}/{records.MANIFEST}")
+    except (OSError, KeyError, TypeError, ValueError, ConfigError):
+        return Design()
+    return Design(tuple(grid.primary_endpoints), grid.vary_cut)
+
+
+def describe_test(test: str, correction: str, b: int, design: Design) -> str:
+    what = TEST_NAMES[test] + (f", B={b}" if test == "bootstrap" else "")
+    return (f"{what}; primary endpoints ({', '.join(design.primary)}) {correction}-corrected over the run, "
+            f"other metrics exploratory, {correction}-corrected within the table")
+
+
+@dataclass
+class Replicate:
+    inp: EvalInput
+    seeds: dict | None  # the record's stage seeds
+    fingerprint: str  # hash of the predicted probabilities
+
+
+def _replicates(run_dir: Path, rows: list[dict], table: pd.DataFrame) -> dict[int, Replicate]:
+    out = {}
+    for r in table.itertuples():
+        record = rows[int(r.record_index)]
+        inp = eval_input_from_record(run_dir, record)
+        out[int(r.seed_index)] = Replicate(inp, record.get("seeds"),
+                                           hashlib.sha256(np.ascontiguousarray(inp.proba).tobytes()).hexdigest())
+    return out
+
+
+def replicate_design(method: dict[int, Replicate], base: dict[int, Replicate], vary_cut: bool) -> tuple[str, list[str], int]:
+    """("k generator fits × m classifier seeds × n cuts", variance sources not estimated, number
+    of distinct paired replicates). Sources come from the records' stage seeds; a classifier
+    whose predictions are identical in every replicate has no classifier spread to estimate."""
+    pairs = sorted(set(method) & set(base))
+    distinct = len({(method[s].fingerprint, base[s].fingerprint) for s in pairs})
+    seeds = [method[s].seeds for s in pairs]
+    if not pairs or any(not s for s in seeds):
+        return "replicate sources not recorded", ["replicate sources (not recorded)"], distinct
+    fits = len({(s["generator"], s["sampling"]) for s in seeds})
+    classifier = len({s["classifier"] for s in seeds})
+    cuts = len({s["scenario"] for s in seeds})
+    deterministic = len(pairs) > 1 and (len({method[s].fingerprint for s in pairs}) == 1
+                                        or len({base[s].fingerprint for s in pairs}) == 1)
+    text = (f"{fits} generator fit{'s' * (fits != 1)} × {classifier} classifier seed{'s' * (classifier != 1)}"
+            + (" (deterministic)" if deterministic else "") + f" × {cuts} cut{'s' * (cuts != 1)}")
+    missing = []
+    if deterministic:
+        missing.append("classifier spread (identical predictions in every replicate)")
+    if fits < stats.MIN_REPLICATES:
+        missing.append(f"generator variance ({fits} fit{'s' * (fits != 1)})")
+    if vary_cut and cuts < stats.MIN_REPLICATES:
+        missing.append(f"cut variance ({cuts} cut{'s' * (cuts != 1)})")
+    return text, missing, distinct
+
+
+def baseline_tests(run_dir: Path, rows: list[dict], frame: pd.DataFrame, test: str = "bootstrap",
+                   correction: str = "holm", b: int = stats.BOOTSTRAP_B, seed: int = 0,
+                   baseline: str = stats.BASELINE, metrics: Sequence[str] | None = None,
+                   design: Design = Design()) -> pd.DataFrame:
+    """Per (table, non-baseline method): its replicate design, what it leaves unestimated, and per
+    prediction metric `_diff` (method − baseline over paired replicates), `_ci_low`/`_ci_high`,
+    `_p` (two-sided), `_p_adj` and, for primary endpoints, `_mde`.
+
+    bootstrap: harness.stats.hierarchical_bootstrap on the metric values of every replicate under
+    shared test-sample resamples (harness.metrics.resampled). paired-t / wilcoxon: over the
+    replicate values. With fewer than 3 distinct paired replicates nothing is tested (p is NaN).
+    Primary endpoints are corrected together over every table, other metrics within their table.
     """
     if test not in TESTS[:-1]:
         raise ValueError(f"unknown significance test '{test}'; choose one of {TESTS}")
-    metrics = prediction_metrics(metric_columns(frame) if metrics is None else metrics)
-    out = []
-    for keys, table in frame.groupby(TABLE_KEYS, sort=False):
+    if test == "bootstrap" and b < 2:
+        raise ValueError(f"--bootstrap-b must be at least 2 (default {stats.BOOTSTRAP_B}), got {b}")
+    metrics = stats.prediction_metrics(metric_columns(frame) if metrics is None else metrics)
+    if not metrics:
+        return pd.DataFrame()
+    resamples: dict[tuple[int, int], Resamples] = {}  # by (test-set size, B), shared by the tables of a run
+
+    def table_tests(item: tuple[tuple, pd.DataFrame]) -> list[dict]:
+        keys, table = item
         base_rows = table[table["generator"] == baseline]
-        if base_rows.empty or not metrics:
-            continue
-        base_runs, shared_resamples = _seed_runs(run_dir, rows, base_rows), {}
+        if base_rows.empty:
+            return []
+        base = _replicates(run_dir, rows, base_rows)
+        values = _TableValues(metrics, b if test == "bootstrap" else 0, seed, resamples)
         entries = []
         for method, method_rows in table[table["generator"] != baseline].groupby("method", sort=False):
-            runs = _seed_runs(run_dir, rows, method_rows)
-            seeds = sorted(set(runs) & set(base_runs))
+            runs = _replicates(run_dir, rows, method_rows)
+            text, missing, distinct = replicate_design(runs, base, design.vary_cut)
+            seeds = sorted(set(runs) & set(base))
+            tested = distinct >= stats.MIN_REPLICATES
+            entry = dict(zip(TABLE_KEYS, keys), method=method, n_pairs=len(seeds), replicates=text,
+                         not_estimated="; ".join(missing), tested=tested)
             label = "/".join(map(str, keys)) + f"/{method}"
-            result = _compare(metrics, [runs[s] for s in seeds], [base_runs[s] for s in seeds], test, b, seed,
-                              shared_resamples, tuple(seeds), label)
-            entry = dict(zip(TABLE_KEYS, keys), method=method, n_pairs=len(seeds))
-            for m in metrics:
-                paired = result.get(m, stats.Paired(math.nan, math.nan))
-                entry[f"{m}_diff"], entry[f"{m}_p"] = paired.diff, paired.p
+            results = _compare(values, [runs[s] for s in seeds], [base[s] for s in seeds], test, seed, label, tested)
+            for m, result in zip(metrics, results):
+                entry.update({f"{m}_diff": result.diff, f"{m}_ci_low": result.ci_low if tested else math.nan,
+                              f"{m}_ci_high": result.ci_high if tested else math.nan,
+                              f"{m}_p": result.p if tested else math.nan})
+                if m in design.primary:
+                    entry[f"{m}_mde"] = result.mde if tested else math.nan
             entries.append(entry)
-        if entries:
-            raw = np.array([[e[f"{m}_p"] for m in metrics] for e in entries], dtype=float)
+        return entries
+
+    # numpy releases the GIL in the large array operations, so two tables run at once on 2 cores
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        out = [entry for entries in pool.map(table_tests, frame.groupby(TABLE_KEYS, sort=False)) for entry in entries]
+    tests = pd.DataFrame(out)
+    if not tests.empty:
+        _correct(tests, metrics, design.primary, correction)
+    return tests
+
+
+def _correct(tests: pd.DataFrame, metrics: list[str], primary: Sequence[str], correction: str) -> None:
+    """Primary endpoints: one family over the whole run; every other metric: one family per table."""
+    families = [([m for m in metrics if m in primary], [tests.index])]
+    exploratory = [m for m in metrics if m not in primary]
+    families.append((exploratory, [index for _, index in tests.groupby(TABLE_KEYS, sort=False).groups.items()]))
+    for names, groups in families:
+        for index in groups:
+            if not names:
+                continue
+            raw = tests.loc[index, [f"{m}_p" for m in names]].to_numpy(dtype=float)
             adjusted = stats.correct(raw.ravel(), correction).reshape(raw.shape)
-            for entry, row in zip(entries, adjusted):
-                entry.update({f"{m}_p_adj": float(v) for m, v in zip(metrics, row)})
-            out.extend(entries)
-    return pd.DataFrame(out)
+            for j, m in enumerate(names):
+                tests.loc[index, f"{m}_p_adj"] = adjusted[:, j]
 
 
-def _seed_runs(run_dir: Path, rows: list[dict], table: pd.DataFrame) -> dict[int, object]:
-    return {int(r.seed_index): eval_input_from_record(run_dir, rows[int(r.record_index)]) for r in table.itertuples()}
+class _TableValues:
+    """Metric values of each replicate of one table on all test samples (row 0) and on the
+    table's shared resamples (rows 1..B), computed once per distinct replicate; only row 0 where
+    no test will be made."""
+
+    def __init__(self, metrics: list[str], b: int, seed: int, resamples: dict[tuple[int, int], Resamples]):
+        self.metrics, self.b, self.seed = metrics, b, seed
+        self._resamples = resamples  # two threads may both create one: equal seeds give equal resamples
+        self._values: dict[tuple[str, bool], np.ndarray] = {}
+
+    def __call__(self, replicate: Replicate, observed_only: bool = False) -> np.ndarray:
+        key = (replicate.fingerprint, observed_only)  # identical predictions have identical values
+        if key not in self._values:
+            n, b = len(replicate.inp.y_true), 0 if observed_only else self.b
+            if (n, b) not in self._resamples:
+                self._resamples[(n, b)] = stats.resample_test_set(n, b, self.seed, with_all=True)
+            self._values[key] = resampled_values(replicate.inp, self.metrics, self._resamples[(n, b)])
+        return self._values[key]
 
 
-def _compare(metrics: list[str], method_runs: list, base_runs: list, test: str, b: int, seed: int,
-             shared_resamples: dict, seeds: tuple, label: str) -> dict[str, stats.Paired]:
-    if not seeds:
+def _compare(values: _TableValues, method_runs: list[Replicate], base_runs: list[Replicate], test: str, seed: int,
+             label: str, tested: bool = True) -> list[stats.Comparison]:
+    nothing = [stats.Comparison(math.nan, math.nan) for _ in values.metrics]
+    if not method_runs:
         progress.warn(f"{label}: no seed in common with the baseline; no significance test")
-        return {}
-    sizes = {len(run.y_true) for run in [*method_runs, *base_runs]}
+        return nothing
+    sizes = {len(run.inp.y_true) for run in [*method_runs, *base_runs]}
     if len(sizes) > 1:
         progress.warn(f"{label}: evaluated on {sorted(sizes)} test samples vs the baseline; no paired test possible")
-        return {}
-    if test != "bootstrap":
-        return {m: stats.compare_to_baseline(m, method_runs, base_runs, test=test) for m in metrics}
-    if seeds not in shared_resamples:
-        shared_resamples[seeds] = stats.bootstrap_table(metrics, base_runs, b, seed)
-    base_observed, base_resampled = shared_resamples[seeds]
-    observed, resampled = stats.bootstrap_table(metrics, method_runs, b, seed)
-    return {m: bootstrap_z(float(observed[j] - base_observed[j]), resampled[:, j] - base_resampled[:, j])
-            for j, m in enumerate(metrics)}
-
-
-def bootstrap_z(observed: float, diffs: np.ndarray) -> stats.Paired:
-    """Two-sided p of a paired difference from its bootstrap standard error (normal approximation)."""
-    diffs = diffs[~np.isnan(diffs)]
-    if math.isnan(observed) or len(diffs) < 2:
-        return stats.Paired(math.nan, math.nan, test="bootstrap-z")
-    se = float(diffs.std(ddof=1))
-    if se == 0:
-        p = 1.0 if observed == 0 else 0.0
-    else:
-        p = float(2 * sps.norm.sf(abs(observed) / se))
-    return stats.Paired(observed, p, observed - Z_975 * se, observed + Z_975 * se, "bootstrap-z")
+        return nothing
+    observed_only = not tested or test != "bootstrap"
+    differences = np.stack([values(m, observed_only) - values(base, observed_only)
+                            for m, base in zip(method_runs, base_runs)])
+    if not tested or len(method_runs) < 2:
+        return [stats.Comparison(float(d), math.nan) for d in differences[:, 0].mean(0)]
+    if test == "bootstrap":
+        return stats.hierarchical_bootstrap(differences, seed=seed)
+    method_values, base_values = (np.stack([values(r, True)[0] for r in runs]) for runs in (method_runs, base_runs))
+    paired = stats.paired_t if test == "paired-t" else stats.paired_wilcoxon
+    return [paired(method_values[:, j], base_values[:, j]) for j in range(len(values.metrics))]
 
 
 # ---- rendering ----
@@ -219,11 +328,8 @@ def render(summary: pd.DataFrame, fmt: str = "md", scale: str = "fraction") -> s
 
 def _title(keys: tuple, table: pd.DataFrame, metrics: list[str], scale: str) -> str:
     seeds = "/".join(map(str, sorted(set(table["n_seeds"]))))
-    notes = [f"mean ± sd over {seeds} seeds" + (", percent" if scale == "pct" else "")]
-    if "p_test" in table and any(table.get(f"{m}_p_adj", pd.Series(dtype=float)).notna().any() for m in metrics):
-        notes.append(f"▲/▼ better/worse than {BASELINE} at α={ALPHA:g}: {table['p_test'].iloc[0]}")
-    elif "p_test" in table:
-        notes.append(f"no significance markers: no '{BASELINE}' baseline with shared seeds in this table")
+    notes = [f"mean ± sd over {seeds} replicates" + (", percent" if scale == "pct" else "")]
+    notes += _significance_notes(table, metrics)
     fidelity_shown = any(METRICS[m].source == "fidelity" and table[f"{m}_mean"].notna().any() for m in metrics)
     if fidelity_shown:
         for column, what in (("fidelity_extractor", "FID/KID features"), ("fidelity_n", "n")):
@@ -231,6 +337,33 @@ def _title(keys: tuple, table: pd.DataFrame, metrics: list[str], scale: str) -> 
             notes.append(f"{what}: {' | '.join(values) if values else 'not recorded'}")
     header = ", ".join(f"{k}={v}" for k, v in zip(TABLE_KEYS, keys))
     return f"{header} ({'; '.join(notes)})"
+
+
+def _values(table: pd.DataFrame, column: str) -> list[str]:
+    return list(dict.fromkeys(v for v in table[column] if isinstance(v, str) and v)) if column in table else []
+
+
+def _significance_notes(table: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The replicate design, what the test covers and leaves out, and its power."""
+    if "p_test" not in table:
+        return []
+    if "tested" not in table or not table["tested"].notna().any():
+        return [f"no significance markers: no '{stats.BASELINE}' baseline with shared replicates in this table"]
+    notes = [f"replicates: {' | '.join(_values(table, 'replicates'))}",
+             f"(Δ vs {stats.BASELINE}) ▲/▼ better/worse at α={stats.ALPHA:g}: {table['p_test'].iloc[0]}"]
+    untested = table[table["tested"].eq(False)]  # the baseline's rows are NaN
+    if not untested.empty:
+        missing = " | ".join(_values(untested, "not_estimated")) or "replicate spread"
+        notes.append(f"no markers for {', '.join(untested['method'])}: fewer than {stats.MIN_REPLICATES} distinct "
+                     f"replicates, so not estimated: {missing}")
+    missing = _values(table[table["tested"].eq(True)], "not_estimated")
+    if missing:
+        notes.append(f"{NOT_ESTIMATED_FLAG} not estimated, so not in the test: {' | '.join(missing)}")
+    mde = [f"{m} {table[f'{m}_mde'].median():.3g}" for m in metrics
+           if f"{m}_mde" in table and table[f"{m}_mde"].notna().any()]
+    if mde:
+        notes.append(f"minimum detectable effect (80% power, α={stats.ALPHA:g}, median over methods): {', '.join(mde)}")
+    return notes
 
 
 def _cell(row: pd.Series, name: str, factor: float) -> str:
@@ -241,8 +374,9 @@ def _cell(row: pd.Series, name: str, factor: float) -> str:
     text = f"{mean * factor:.{digits}f}"
     if not pd.isna(sd):
         text += f" ± {sd * factor:.{digits}f}"
-    if f"{name}_p_adj" in row and not pd.isna(row[f"{name}_p_adj"]):
-        diff = row[f"{name}_diff"] if f"{name}_diff" in row else math.nan
-        sign = marker(float(diff), float(row[f"{name}_p_adj"]), METRICS[name].direction)
-        text += f" {sign}" if sign else ""
+    diff = row.get(f"{name}_diff", math.nan)
+    if not pd.isna(diff):
+        sign = stats.marker(float(diff), float(row.get(f"{name}_p_adj", math.nan)), METRICS[name].direction)
+        flag = NOT_ESTIMATED_FLAG if sign and isinstance(row.get("not_estimated"), str) and row["not_estimated"] else ""
+        text += f" (Δ {diff * factor:+.{digits}f}{' ' + sign + flag if sign else ''})"
     return text

@@ -32,9 +32,17 @@ def table_name(keys: tuple) -> str:
     return "__".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", str(k)) for k in keys)
 
 
+#: one independent block of the ranking: a dataset and scenario (its classifiers are averaged)
+BLOCK_KEYS = ["dataset", "scenario", "split"]
+
+
 def ranking_blocks(summary: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """A complete (blocks x methods) table of `metric` means for a Friedman test: the methods
-    that appear in tables of at least two datasets, and the tables that have all of them."""
+    """A complete (blocks x methods) table of `metric` for a Friedman test. A block is one dataset
+    x scenario: the tables of its classifiers share the training data and test set, so they are
+    not independent; a method's value in a block is its mean over those classifiers, which also
+    counts a classifier-independent metric (the FID family) once per block. Methods: those that
+    appear in blocks of at least two datasets; blocks: those where each of them has a value in
+    every classifier's table."""
     column = f"{metric}_mean"
     if column not in summary:
         return pd.DataFrame(), []
@@ -42,10 +50,10 @@ def ranking_blocks(summary: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, li
     datasets_of = have.groupby("method")["dataset"].nunique()
     methods = [m for m in have["method"].drop_duplicates() if datasets_of[m] >= 2]
     blocks = []
-    for keys, table in have.groupby(TABLE_KEYS, sort=False):
-        values = table.set_index("method")[column]
-        if methods and all(m in values.index for m in methods):
-            blocks.append(pd.Series(values[methods].to_numpy(), index=methods, name=table_name(keys)))
+    for keys, block in summary.groupby(BLOCK_KEYS, sort=False):
+        values = block.pivot_table(index="method", columns="classifier", values=column, aggfunc="mean", dropna=False)
+        if methods and all(m in values.index for m in methods) and values.loc[methods].notna().all().all():
+            blocks.append(pd.Series(values.loc[methods].mean(1).to_numpy(), index=methods, name=table_name(keys)))
     return (pd.DataFrame(blocks), methods) if blocks else (pd.DataFrame(), methods)
 
 
@@ -57,13 +65,13 @@ def ranking(summary: pd.DataFrame, metrics=RANKING_METRICS, alpha: float = 0.05)
         if metric not in METRICS or scores.empty:
             continue
         higher = METRICS[metric].direction == HIGHER
-        result = stats.friedman_nemenyi(scores.to_numpy(), higher_is_better=higher, alpha=alpha)
-        lines.append(f"### {metric} ({'higher' if higher else 'lower'} is better; {len(scores)} tables: "
+        lines.append(f"### {metric} ({'higher' if higher else 'lower'} is better; {len(scores)} blocks: "
                      f"{', '.join(scores.index)})\n")
-        if result is None:
-            lines.append(f"Not enough for a Friedman test (needs >= 3 tables and >= 3 methods; "
-                         f"have {scores.shape[0]} x {scores.shape[1]}).\n")
+        if scores.shape[0] < 3 or scores.shape[1] < 3:
+            lines.append(f"No Friedman test: it needs >= 3 independent blocks (dataset x scenario) and >= 3 methods; "
+                         f"have {scores.shape[0]} x {scores.shape[1]}.\n")
             continue
+        result = stats.friedman_nemenyi(scores.to_numpy(), higher_is_better=higher, alpha=alpha)
         order = np.argsort(result.average_ranks)
         best = result.average_ranks[order[0]]
         lines.append("| method | average rank | differs from the best (Nemenyi) |\n|---|---|---|")
@@ -71,11 +79,34 @@ def ranking(summary: pd.DataFrame, metrics=RANKING_METRICS, alpha: float = 0.05)
             differs = result.average_ranks[i] - best > result.critical_difference
             lines.append(f"| {methods[i]} | {result.average_ranks[i]:.2f} | {'yes' if differs else 'no'} |")
             rows.append({"metric": metric, "method": methods[i], "average_rank": result.average_ranks[i],
-                         "tables": len(scores), "friedman_chi2": result.statistic, "friedman_p": result.p,
+                         "blocks": len(scores), "friedman_chi2": result.statistic, "friedman_p": result.p,
                          "nemenyi_cd": result.critical_difference})
         lines.append(f"\nFriedman χ² = {result.statistic:.2f}, p = {result.p:.3g}; Nemenyi critical difference "
                      f"at α = {alpha:g}: {result.critical_difference:.2f} ranks.\n")
     return "\n".join(lines), pd.DataFrame(rows)
+
+
+def forest(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per comparison with the baseline (table, method, metric): Δ, its 95% CI, p, p_adj,
+    whether the metric is a primary endpoint, and what the test could not estimate; the long
+    form a forest plot reads."""
+    metrics = [c[:-5] for c in summary.columns if c.endswith("_diff") and c[:-5] in METRICS]
+    primary = set()
+    if "primary_endpoints" in summary:
+        primary = {m for text in summary["primary_endpoints"].dropna() for m in text.split(",")}
+    rows = []
+    for _, row in summary.iterrows():
+        for m in metrics:
+            if pd.isna(row[f"{m}_diff"]):
+                continue
+            rows.append({**{k: row[k] for k in TABLE_KEYS}, "method": row["method"], "metric": m,
+                         "endpoint": "primary" if m in primary else "exploratory", "delta": row[f"{m}_diff"],
+                         "ci_low": row[f"{m}_ci_low"], "ci_high": row[f"{m}_ci_high"], "p": row[f"{m}_p"],
+                         "p_adj": row[f"{m}_p_adj"],
+                         "marker": stats.marker(row[f"{m}_diff"], row[f"{m}_p_adj"], METRICS[m].direction),
+                         "not_estimated": row.get("not_estimated") or ""})
+    return pd.DataFrame(rows, columns=[*TABLE_KEYS, "method", "metric", "endpoint", "delta", "ci_low", "ci_high", "p",
+                                       "p_adj", "marker", "not_estimated"])
 
 
 def table_sizes(rows: list[dict]) -> dict[tuple, str]:
@@ -112,6 +143,8 @@ def publish(run_dir: Path, out_dir: Path, summary: pd.DataFrame, title: str, sca
     tables = list(summary.groupby(TABLE_KEYS, sort=False))
     names = [f"{table_name(keys)}{suffix}" for keys, _ in tables for suffix in (".md", ".csv")]
     names += ["ranking.csv", "ranking.md", "README.md", records.MANIFEST, records.RESULTS]
+    with_forest = any(c.endswith("_diff") for c in summary.columns)  # only when significance was computed
+    names += ["forest.csv"] if with_forest else []
     earlier = _claim_folder(out_dir, names)
     sizes = table_sizes(records.load(run_dir))
     for keys, table in tables:
@@ -121,6 +154,8 @@ def publish(run_dir: Path, out_dir: Path, summary: pd.DataFrame, title: str, sca
         write_text_atomic(stem.with_suffix(".csv"), render(table, "csv", scale))
     rank_md, rank_rows = ranking(summary)
     write_text_atomic(out_dir / "ranking.csv", rank_rows.to_csv(index=False, float_format="%.6g"))
+    if with_forest:
+        write_text_atomic(out_dir / "forest.csv", forest(summary).to_csv(index=False, float_format="%.6g"))
     write_text_atomic(out_dir / "ranking.md", "# Cross-dataset ranking\n\n" + RANKING_NOTE + "\n\n" + rank_md)
     index = [f"# {title}\n", INDEX_NOTE, "\n## Tables\n"]
     index += [f"- [{'/'.join(map(str, keys))}]({table_name(keys)}.md) ({sizes.get(tuple(keys), '')})"
@@ -161,11 +196,16 @@ def _claim_folder(out_dir: Path, names: list[str]) -> list[str]:
 
 INDEX_NOTE = ("Written by `harness leaderboard RUN --publish DIR` from the run whose manifest.json and "
               "results.jsonl sit in this folder; never edited by hand. Each table: methods x metrics, mean ± sd "
-              "over seeds, ▲/▼ where a method differs from the real-only baseline `none` (paired bootstrap over "
-              "test samples, Holm-corrected within the table). How to read the metrics: docs/metrics.md and "
-              "docs/leaderboards.md.")
-RANKING_NOTE = ("Methods are ranked within each table (dataset x scenario x classifier) on a metric's mean, "
-                "then ranks are averaged over tables. Only methods that run on at least two datasets take part, "
-                "and only the tables that have all of them. Friedman's test asks whether any method ranks "
-                "differently from the others; Nemenyi's critical difference says which gaps in average rank are "
-                "significant (Demšar 2006). Few tables make a weak test: read p, not just the order.")
+              "over replicates, Δ from the real-only baseline `none`, and ▲/▼ where a two-level bootstrap "
+              "(replicates, then test samples) finds the difference significant: primary endpoints Holm-corrected "
+              "over the whole run, other metrics exploratory, Holm-corrected within their table. Each header says "
+              "which variance sources the replicates cover and which are not estimated (†), and the minimum "
+              "detectable effect. forest.csv lists every Δ with its 95% CI, p and p_adj. How to read it: "
+              "docs/metrics.md and docs/leaderboards.md.")
+RANKING_NOTE = ("Methods are ranked within each independent block (dataset x scenario, the classifiers' tables "
+                "averaged, so a classifier-independent metric such as FID counts once) on a metric's mean, then "
+                "ranks are averaged over blocks. Only methods that run on at least two datasets take part, and "
+                "only the blocks that have all of them. Friedman's test asks whether any method ranks differently "
+                "from the others; Nemenyi's critical difference says which gaps in average rank are significant "
+                "(Demšar 2006). Below 3 blocks there is no test. Few blocks make a weak test: read p, not just "
+                "the order.")

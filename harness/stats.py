@@ -1,202 +1,193 @@
-"""Statistics for leaderboards: replicate summaries, bootstrap CIs over test samples, paired tests
-against the real-only baseline, multiplicity correction, Friedman + Nemenyi across datasets,
-Ktena's Beta-posterior group-vs-outgroup comparison and Mann–Whitney U.
+"""Statistics for leaderboards, in one place: the test-sample resamples, the two-level bootstrap
+of a method against the real-only baseline (replicates, then test samples) with its p-value,
+95% CI and minimum detectable effect, the multiplicity corrections, Friedman + Nemenyi across
+datasets, Ktena's Beta-posterior group-vs-outgroup comparison and Mann–Whitney U.
 
-Everything is seeded; scipy.stats supplies the tests it has. Definitions: docs/metrics.md.
+Everything is seeded; scipy.stats and statsmodels supply what they have. Definitions, the
+calibration of the test and a worked example: docs/metrics.md ("Statistics").
 """
 from __future__ import annotations
 
+import gc
 import math
-from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 from harness import progress
-from harness.metrics.registry import EvalInput, get_metric
+from harness.grid import Grid
+from harness.metrics import METRICS
+from harness.metrics.resampled import Resamples
+from harness.metrics.registry import HIGHER, EvalInput
 
-BOOTSTRAP_B = 1000
+BASELINE = "none"  # the real-only generator every method is compared with
+ALPHA = 0.05
+POWER = 0.8
+BOOTSTRAP_B = 2000
+#: a variance source with fewer replicates than this is "not estimated"
+MIN_REPLICATES = 3
+#: the grid's default primary endpoints (Holm over the whole run); other metrics are exploratory
+PRIMARY_ENDPOINTS = Grid.primary_endpoints
 POSTERIOR_DRAWS = 100_000
 
 
-# ---- replicates ----
+def prediction_metrics(columns: Sequence[str]) -> list[str]:
+    """The metrics computed from the augmented classifier's test predictions: those a baseline
+    comparison is made on (fidelity and CAS have no real-only counterpart)."""
+    return [name for name in columns if name in METRICS and METRICS[name].source == "predictions"]
+
+
+# ---- test-sample resamples ----
+
+def resample_test_set(n: int, b: int = BOOTSTRAP_B, seed: int = 0, with_all: bool = False) -> Resamples:
+    """b seeded resamples of n test samples, as row indices and as multiplicities (how often each
+    sample was drawn); with_all puts all samples, once each, first. Equal (n, b, seed) give equal
+    resamples, so every method of a table, and every replicate, is evaluated on the same draws."""
+    first = int(with_all)
+    indices = np.empty((first + b, n), dtype=np.intp)
+    indices[:first] = np.arange(n)
+    indices[first:] = np.random.default_rng([seed, n]).integers(0, n, size=(b, n))
+    weights = np.bincount((indices + n * np.arange(first + b)[:, None]).ravel(), minlength=(first + b) * n)
+    return Resamples(indices, weights.reshape(first + b, n))
+
+
+# ---- method vs baseline ----
 
 @dataclass
-class Summary:
-    mean: float
-    sd: float  # sample sd (ddof=1); NaN with one replicate
-    n: int
-    ci_low: float  # t-interval
-    ci_high: float
-
-
-def seed_summary(values: Sequence[float], confidence: float = 0.95) -> Summary:
-    """Mean ± sd over replicates and the t-interval mean ± t_{(1+c)/2, n-1} sd / √n (NaN values skipped)."""
-    x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    if len(x) == 0:
-        return Summary(math.nan, math.nan, 0, math.nan, math.nan)
-    if len(x) == 1:
-        return Summary(float(x[0]), math.nan, 1, math.nan, math.nan)
-    mean, sd = float(x.mean()), float(x.std(ddof=1))
-    half = float(sps.t.ppf((1 + confidence) / 2, len(x) - 1)) * sd / math.sqrt(len(x))
-    return Summary(mean, sd, len(x), mean - half, mean + half)
-
-
-# ---- bootstrap over test samples ----
-
-def bootstrap_indices(n: int, b: int = BOOTSTRAP_B, seed: int = 0) -> np.ndarray:
-    """(b, n) resampling indices, identical for every caller with the same (n, b, seed)."""
-    return np.random.default_rng([seed, n]).integers(0, n, size=(b, n))
-
-
-def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, b: int = BOOTSTRAP_B, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of statistic(indices) over b seeded resamples of n test samples.
-    Resamples where the statistic is undefined (NaN) are dropped."""
-    estimates = np.array([statistic(idx) for idx in bootstrap_indices(n, b, seed)])
-    estimates = estimates[~np.isnan(estimates)]
-    if len(estimates) == 0:
-        return math.nan, math.nan
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(estimates, alpha)), float(np.quantile(estimates, 1 - alpha))
-
-
-def subset_input(inp: EvalInput, index: np.ndarray) -> EvalInput:
-    return replace(inp, y_true=np.asarray(inp.y_true)[index], proba=np.asarray(inp.proba)[index],
-                   groups=np.asarray(inp.groups)[index], _memo={})
-
-
-def metric_statistic(metric: str, runs: Sequence[EvalInput]) -> Callable[[np.ndarray], float]:
-    """statistic(indices) = mean over replicate runs (same test samples) of the metric on those samples."""
-    fn = get_metric(metric)
-    return lambda index: float(np.mean([fn(subset_input(run, index)).value for run in runs]))
-
-
-def metric_ci(metric: str, runs: Sequence[EvalInput], b: int = BOOTSTRAP_B, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap CI of a metric averaged over replicates sharing one test set."""
-    return bootstrap_ci(metric_statistic(metric, runs), len(runs[0].y_true), b, seed)
-
-
-# ---- paired comparison against the baseline ----
-
-@dataclass
-class Paired:
-    diff: float  # method minus baseline
+class Comparison:
+    diff: float  # method minus baseline, mean over paired replicates
     p: float  # two-sided, uncorrected
-    ci_low: float = math.nan
+    ci_low: float = math.nan  # 95% interval of the difference
     ci_high: float = math.nan
-    test: str = ""
+    se: float = math.nan  # standard error of the difference, replicate and test-sample levels together
+    mde: float = math.nan  # minimum detectable effect at POWER, two-sided ALPHA
 
 
-def _bootstrap_p(observed: float, diffs: np.ndarray) -> Paired:
-    """Two-sided p = share of resampled differences on the other side of 0 (+1 correction),
-    with the percentile 95% CI of the difference; NaN resamples are dropped."""
-    diffs = diffs[~np.isnan(diffs)]
-    if math.isnan(observed) or len(diffs) == 0:
-        return Paired(math.nan, math.nan, test="bootstrap")
-    tail = min((diffs <= 0).sum(), (diffs >= 0).sum())
-    p = min(1.0, 2 * (tail + 1) / (len(diffs) + 1))
-    return Paired(float(observed), p, float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975)), "bootstrap")
+def minimum_detectable_effect(se: float, replicates: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The true difference a two-sided test at alpha over `replicates` paired replicates finds
+    with probability `power`, given the standard error of their mean difference: the effect size
+    of statsmodels' TTestPower (noncentral t, replicates − 1 df) times se·√replicates."""
+    if replicates < 2 or math.isnan(se):
+        return math.nan
+    return float(_effect_size(replicates, alpha, power) * se * math.sqrt(replicates))
 
 
-def paired_bootstrap(method: Callable[[np.ndarray], float], baseline: Callable[[np.ndarray], float], n: int,
-                     b: int = BOOTSTRAP_B, seed: int = 0) -> Paired:
-    """Bootstrap the difference method − baseline over shared test samples (same resamples)."""
-    everything = np.arange(n)
-    diffs = np.array([method(idx) - baseline(idx) for idx in bootstrap_indices(n, b, seed)])
-    return _bootstrap_p(method(everything) - baseline(everything), diffs)
+@lru_cache(maxsize=None)
+def _effect_size(replicates: int, alpha: float, power: float) -> float:
+    return float(TTestPower().solve_power(nobs=replicates, alpha=alpha, power=power, alternative="two-sided"))
 
 
-def bootstrap_table(metrics: Sequence[str], runs: Sequence[EvalInput], b: int = BOOTSTRAP_B,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(observed (M,), resampled (b, M)): each metric averaged over replicate runs that share one
-    test set, on all samples and on each of the b seeded resamples. All metrics of a resample
-    share one subset, so its group counts are computed once; equal (n, b, seed) give equal
-    resamples, so tables of different methods pair sample by sample."""
-    fns = [get_metric(m) for m in metrics]
+def hierarchical_bootstrap(differences: np.ndarray, alpha: float = ALPHA, power: float = POWER,
+                           seed: int = 0) -> list[Comparison]:
+    """Two-level bootstrap of method − baseline for M metrics at once.
 
-    def values(index: np.ndarray | None) -> np.ndarray:
-        subsets = [run if index is None else subset_input(run, index) for run in runs]
-        return np.array([np.mean([fn(s).value for s in subsets]) for fn in fns])
+    `differences` is (R, 1 + B, M): for each of R paired replicates, the difference on all test
+    samples (column 0) and on B test-sample resamples shared by every replicate and both methods.
 
-    n = len(runs[0].y_true)
-    return values(None), np.array([values(idx) for idx in bootstrap_indices(n, b, seed)]).reshape(b, len(fns))
+    Level 1, replicates: the spread s of the R replicate differences holds everything that varies
+    between replicates, each replicate's own test-sample noise included; it is drawn as
+    s/√R · T, T ~ Student t with R − 1 df (a resample of 3 replicates would have (R−1)/R of their
+    variance and no t tail: it rejects far too often, docs/metrics.md). Level 2, test samples:
+    only the part of the resampled differences that all replicates share (the test set itself,
+    their mean covariance over resamples) is added, as the resampled replicate mean scaled to
+    that variance, so no source is counted twice. Δ*_b = Δ + c_b + s/√R · T.
 
-
-def paired_t(method: Sequence[float], baseline: Sequence[float]) -> Paired:
-    """Paired t-test over shared seeds (scipy.stats.ttest_rel), as Khosravi et al."""
-    result = sps.ttest_rel(method, baseline)
-    return Paired(float(np.mean(np.subtract(method, baseline))), float(result.pvalue), test="paired-t")
-
-
-def paired_wilcoxon(method: Sequence[float], baseline: Sequence[float]) -> Paired:
-    """Wilcoxon signed-rank test over shared seeds (scipy.stats.wilcoxon)."""
-    diff = np.subtract(method, baseline)
-    if not np.any(diff):
-        return Paired(0.0, 1.0, test="wilcoxon")
-    return Paired(float(np.mean(diff)), float(sps.wilcoxon(method, baseline).pvalue), test="wilcoxon")
-
-
-TESTS = ("bootstrap", "paired-t", "wilcoxon")
-
-
-def compare_to_baseline(metric: str, method_runs: Sequence[EvalInput], baseline_runs: Sequence[EvalInput],
-                        test: str = "bootstrap", b: int = BOOTSTRAP_B, seed: int = 0) -> Paired:
-    """Method vs real-only baseline on one metric. Runs are paired by seed and share the test set
-    (same order of samples). Bootstrap resamples test samples; t / Wilcoxon pair the seed values."""
-    if test not in TESTS:
-        raise ValueError(f"unknown paired test '{test}'; choose one of {TESTS}")
-    if len(method_runs) != len(baseline_runs) or not method_runs:
-        raise ValueError(f"paired comparison needs the same seeds on both sides, got {len(method_runs)} and {len(baseline_runs)} runs")
-    if test == "bootstrap":
-        return compare_tables([metric], method_runs, baseline_runs, b=b, seed=seed)[metric]
-    fn = get_metric(metric)
-    method_values = [fn(run).value for run in method_runs]
-    baseline_values = [fn(run).value for run in baseline_runs]
-    return (paired_t if test == "paired-t" else paired_wilcoxon)(method_values, baseline_values)
-
-
-def compare_tables(metrics: Sequence[str], method_runs: Sequence[EvalInput], baseline_runs: Sequence[EvalInput],
-                   baseline_table: tuple[np.ndarray, np.ndarray] | None = None, b: int = BOOTSTRAP_B,
-                   seed: int = 0) -> dict[str, Paired]:
-    """Paired bootstrap of several metrics at once; pass `baseline_table` (from bootstrap_table)
-    to reuse the baseline's resamples across methods."""
-    n = len(baseline_runs[0].y_true)
-    if any(len(run.y_true) != n for run in [*method_runs, *baseline_runs]):
-        raise ValueError("paired bootstrap needs every run evaluated on the same test samples")
-    base_observed, base_resampled = baseline_table or bootstrap_table(metrics, baseline_runs, b, seed)
-    observed, resampled = bootstrap_table(metrics, method_runs, b, seed)
-    return {m: _bootstrap_p(float(observed[j] - base_observed[j]), resampled[:, j] - base_resampled[:, j])
-            for j, m in enumerate(metrics)}
-
-
-# ---- multiplicity ----
-
-def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm step-down adjusted p-values; NaN stays NaN and does not count as a test."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(len(p), math.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
-    m = len(order)
-    adjusted = np.maximum.accumulate(p[order] * (m - np.arange(m)))
-    out[order] = np.minimum(adjusted, 1.0)
+    p = 2·min(P(Δ* ≤ 0), P(Δ* ≥ 0)) over the B resamples, each count replaced by its exact
+    expectation over T (so p is not floored at 1/(B+1), which a Holm correction over a whole run
+    needs); the 95% CI is the percentile interval of one seeded Δ* per resample; the MDE is
+    minimum_detectable_effect of √(s²/R + shared variance).
+    """
+    d = np.asarray(differences, dtype=float)
+    replicates = d.shape[0]
+    if replicates < 2:
+        raise ValueError(f"a two-level bootstrap needs at least 2 paired replicates, got {replicates}")
+    df = replicates - 1
+    observed = d[:, 0].mean(0)
+    scale = d[:, 0].std(0, ddof=1) / math.sqrt(replicates)
+    rng = np.random.default_rng([seed, replicates, d.shape[1]])
+    out = []
+    for j in range(d.shape[2]):
+        resampled = d[:, 1:, j][:, ~np.isnan(d[:, 1:, j]).any(0)]  # (R, B valid)
+        if math.isnan(observed[j]) or math.isnan(scale[j]) or resampled.shape[1] < 2:
+            out.append(Comparison(float(observed[j]), math.nan))
+            continue
+        mean_b = resampled.mean(0)
+        covariance = np.cov(resampled)
+        shared = max(0.0, float((covariance.sum() - np.trace(covariance)) / (replicates * (replicates - 1))))
+        spread = float(mean_b.var(ddof=1))
+        shifted = observed[j] + (mean_b - mean_b.mean()) * (math.sqrt(shared / spread) if spread > 0 else 0.0)
+        if scale[j] > 0:
+            below = special.stdtr(df, -shifted / scale[j]).mean()
+            above = special.stdtr(df, shifted / scale[j]).mean()
+        else:
+            below, above = (shifted <= 0).mean(), (shifted >= 0).mean()
+        tail = min(below, above)
+        p = min(1.0, 2 * tail) if tail > 0 else 1 / (len(shifted) + 1)
+        draws = shifted + scale[j] * rng.standard_t(df, size=len(shifted))
+        low, high = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
+        se = math.sqrt(scale[j] ** 2 + shared)
+        out.append(Comparison(float(observed[j]), float(p), float(low), float(high), se,
+                              minimum_detectable_effect(se, replicates, alpha, power)))
     return out
 
 
-def bonferroni(pvalues: Sequence[float]) -> np.ndarray:
-    p = np.asarray(pvalues, dtype=float)
-    return np.minimum(p * np.count_nonzero(~np.isnan(p)), 1.0)
+def paired_t(method: Sequence[float], baseline: Sequence[float]) -> Comparison:
+    """Paired t-test over replicates (scipy.stats.ttest_rel), as Khosravi et al.; t-interval CI."""
+    diff = np.subtract(method, baseline)
+    result = sps.ttest_rel(method, baseline)
+    interval = result.confidence_interval(1 - ALPHA)
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    return Comparison(float(diff.mean()), float(result.pvalue), float(interval.low), float(interval.high), se,
+                      minimum_detectable_effect(se, len(diff)))
 
 
-CORRECTIONS = {"holm": holm, "bonferroni": bonferroni}
+def paired_wilcoxon(method: Sequence[float], baseline: Sequence[float]) -> Comparison:
+    """Wilcoxon signed-rank test over replicates (scipy.stats.wilcoxon)."""
+    diff = np.subtract(method, baseline)
+    if not np.any(diff):
+        return Comparison(0.0, 1.0)
+    return Comparison(float(np.mean(diff)), float(sps.wilcoxon(method, baseline).pvalue))
+
+
+def marker(diff: float, p_adj: float, direction: str, alpha: float = ALPHA) -> str:
+    """▲ significantly better than the baseline, ▼ significantly worse, "" otherwise."""
+    if not (p_adj < alpha) or diff == 0 or np.isnan(diff):
+        return ""
+    better = diff > 0 if direction == HIGHER else diff < 0
+    return "▲" if better else "▼"
+
+
+# ---- multiplicity (statsmodels.stats.multitest) ----
+
+CORRECTIONS = {"holm": "holm", "bonferroni": "bonferroni"}
 
 
 def correct(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Adjusted p-values; NaN stays NaN and does not count as a test."""
     if method not in CORRECTIONS:
         raise ValueError(f"unknown correction '{method}'; choose one of {sorted(CORRECTIONS)}")
-    return CORRECTIONS[method](pvalues)
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), math.nan)
+    tested = ~np.isnan(p)
+    if tested.any():
+        # statsmodels' Holm runs gc.collect() on every call (0.1–0.3 s with torch and pandas
+        # loaded, once per table); a frozen heap makes that collection instant
+        gc.freeze()
+        try:
+            out[tested] = multipletests(p[tested], method=CORRECTIONS[method])[1]
+        finally:
+            gc.unfreeze()
+    return out
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    return correct(pvalues, "holm")
 
 
 # ---- across datasets ----
@@ -209,18 +200,18 @@ class Friedman:
     critical_difference: float  # Nemenyi, at alpha
 
 
-def nemenyi_cd(num_methods: int, num_datasets: int, alpha: float = 0.05) -> float:
+def nemenyi_cd(num_methods: int, num_blocks: int, alpha: float = ALPHA) -> float:
     """Nemenyi critical difference q_α √(k(k+1) / 6N), q_α = studentized range / √2 (Demšar 2006)."""
     q = sps.studentized_range.ppf(1 - alpha, num_methods, np.inf) / math.sqrt(2)
-    return float(q * math.sqrt(num_methods * (num_methods + 1) / (6 * num_datasets)))
+    return float(q * math.sqrt(num_methods * (num_methods + 1) / (6 * num_blocks)))
 
 
-def friedman_nemenyi(scores: np.ndarray, higher_is_better: bool = True, alpha: float = 0.05) -> Friedman | None:
-    """Friedman test on a (datasets, methods) score table plus Nemenyi CD on average ranks.
-    Returns None, with a warning, under 3 datasets or 3 methods (the test needs both)."""
+def friedman_nemenyi(scores: np.ndarray, higher_is_better: bool = True, alpha: float = ALPHA) -> Friedman | None:
+    """Friedman test on a (blocks, methods) score table plus Nemenyi CD on average ranks.
+    Returns None, with a warning, under 3 blocks or 3 methods (the test needs both)."""
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.shape[0] < 3 or scores.shape[1] < 3:
-        progress.warn(f"Friedman/Nemenyi skipped: needs >= 3 datasets and >= 3 methods, got shape {scores.shape}")
+        progress.warn(f"Friedman/Nemenyi skipped: needs >= 3 blocks and >= 3 methods, got shape {scores.shape}")
         return None
     result = sps.friedmanchisquare(*scores.T)
     ranks = sps.rankdata(-scores if higher_is_better else scores, axis=1).mean(0)
@@ -253,14 +244,14 @@ def mann_whitney(a: Sequence[float], b: Sequence[float], alternative: str = "two
 
 def accuracy_posteriors(inp: EvalInput, draws: int = POSTERIOR_DRAWS, seed: int = 0) -> dict[str, Posterior]:
     """beta_posterior_gap of accuracy for each group against all other known-group samples."""
-    correct = np.asarray(inp.y_pred == inp.y_true)
-    if correct.ndim == 2:  # multilabel: a sample is correct when all its labels are
-        correct = correct.all(1)
+    correct_ = np.asarray(inp.y_pred == inp.y_true)
+    if correct_.ndim == 2:  # multilabel: a sample is correct when all its labels are
+        correct_ = correct_.all(1)
     known = (inp.groups >= 0) & (inp.groups < len(inp.group_names))
     out = {}
     for code, name in enumerate(inp.group_names):
         in_group = inp.groups == code
         outgroup = known & ~in_group
-        out[name] = beta_posterior_gap(int(correct[in_group].sum()), int(in_group.sum()),
-                                       int(correct[outgroup].sum()), int(outgroup.sum()), draws, seed)
+        out[name] = beta_posterior_gap(int(correct_[in_group].sum()), int(in_group.sum()),
+                                       int(correct_[outgroup].sum()), int(outgroup.sum()), draws, seed)
     return out

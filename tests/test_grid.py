@@ -138,3 +138,22 @@ def test_a_grid_can_set_the_default_executor_and_workers():
     with pytest.raises(ConfigError, match="'executor' must be"):
         parse_grid(TINY_GRID.replace("seeds = 2", 'seeds = 2\nexecutor = "threads"'))
     assert load_grid("standard").executor == "process"
+
+
+def test_vary_cut_false_trains_every_seed_on_one_cut_and_keys_the_cells_apart():
+    fixed = parse_grid("vary_cut = false\n" + TINY_GRID).cells(produces_images)
+    varied = parse_grid(TINY_GRID).cells(produces_images)
+    natural = [c for c in fixed if c.scenario == "natural" and c.generator.name == "none"]
+    assert len({c.seed("scenario") for c in natural}) == 1
+    assert len({c.seed("classifier") for c in natural}) == len(natural)  # the classifier still varies
+    assert len({c.seed("scenario") for c in varied if c.scenario == "natural" and c.generator.name == "none"}) > 1
+    assert {c.key for c in fixed}.isdisjoint({c.key for c in varied})  # a cached result of the other cut never returns
+    assert [c.key for c in parse_grid("vary_cut = true\n" + TINY_GRID).cells(produces_images)] == [c.key for c in varied]
+
+
+def test_primary_endpoints_default_and_are_checked_against_the_prediction_metrics():
+    assert parse_grid(TINY_GRID).primary_endpoints == ("worst_acc", "gap_acc", "auc_gap")
+    assert parse_grid('primary_endpoints = ["acc", "eo"]\n' + TINY_GRID).primary_endpoints == ("acc", "eo")
+    for bad in ('["acc", "fid"]', '["accuracy"]', "[]"):
+        with pytest.raises(ConfigError, match="primary_endpoints"):
+            parse_grid(f"primary_endpoints = {bad}\n" + TINY_GRID)

@@ -35,18 +35,7 @@ def test_record_metrics_equal_metrics_of_stored_predictions(tiny_run):
                 assert value.value == pytest.approx(stored, abs=1e-9), name
 
 
-def test_paired_bootstrap_on_stored_predictions_pairs_the_seeds(tiny_run):
-    rows = [r for r in records.load(tiny_run.run_dir) if r["spec"]["scenario"] == "natural"]
-    by_generator = {}
-    for r in sorted(rows, key=lambda r: r["seed_index"]):
-        by_generator.setdefault(r["spec"]["generator"]["name"], []).append(eval_input_from_record(tiny_run.run_dir, r))
-    baseline, method = by_generator["none"], by_generator["noisy_copy"]
-    result = stats.compare_to_baseline("acc", method, baseline, b=200)
-    expected = np.mean([compute_metrics(m)["acc"].value - compute_metrics(b)["acc"].value for m, b in zip(method, baseline)])
-    assert result.diff == pytest.approx(expected) and 0 < result.p <= 1
-
-
-def test_baseline_comparisons_pair_seeds_and_correct_within_a_table(tiny_run):
+def test_baseline_comparisons_pair_seeds_and_correct_primary_over_the_run_the_rest_per_table(tiny_run):
     from harness.leaderboard import baseline_tests, records_frame
 
     rows = records.load(tiny_run.run_dir)
@@ -59,6 +48,7 @@ def test_baseline_comparisons_pair_seeds_and_correct_within_a_table(tiny_run):
         method = table[table.method == entry.method].set_index("seed_index")["acc"]
         base = table[table.generator == "none"].set_index("seed_index")["acc"]
         assert entry.acc_diff == pytest.approx((method - base).mean())
-    for _, table in result.groupby("scenario"):
-        raw = table[["acc_p", "gap_acc_p"]].to_numpy().ravel()
-        assert table[["acc_p_adj", "gap_acc_p_adj"]].to_numpy().ravel() == pytest.approx(stats.holm(raw))
+    for _, table in result.groupby("scenario"):  # acc is exploratory: corrected within its table
+        assert table["acc_p_adj"].to_numpy() == pytest.approx(stats.holm(table["acc_p"]), nan_ok=True)
+    # gap_acc is a primary endpoint: corrected over the run
+    assert result["gap_acc_p_adj"].to_numpy() == pytest.approx(stats.holm(result["gap_acc_p"]), nan_ok=True)

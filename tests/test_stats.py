@@ -11,43 +11,48 @@ from harness.metrics import EvalInput
 from metric_toys import binary_toy
 
 
-def test_seed_summary_t_interval_by_hand():
-    s = stats.seed_summary([1.0, 2.0, 3.0])
-    assert (s.mean, s.sd, s.n) == (2.0, 1.0, 3)
-    half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2}
-    assert (s.ci_low, s.ci_high) == pytest.approx((2 - half, 2 + half))
-    one = stats.seed_summary([0.7, math.nan])
-    assert one.n == 1 and one.mean == 0.7 and math.isnan(one.sd)
+def test_test_resamples_are_seeded_and_their_weights_count_the_indices():
+    resamples = stats.resample_test_set(50, 30, seed=4, with_all=True)
+    assert np.array_equal(resamples.indices[0], np.arange(50)) and (resamples.weights[0] == 1).all()
+    for index, weights in zip(resamples.indices, resamples.weights):
+        assert np.array_equal(np.bincount(index, minlength=50), weights)
+    again = stats.resample_test_set(50, 30, seed=4)
+    assert np.array_equal(again.indices, resamples.indices[1:])
+    assert not np.array_equal(stats.resample_test_set(50, 30, seed=5).indices, again.indices)
 
 
-def test_bootstrap_ci_is_seeded_and_has_the_normal_width():
-    x = np.random.default_rng(0).normal(size=400)
-    statistic = lambda idx: float(x[idx].mean())
-    low, high = stats.bootstrap_ci(statistic, len(x), seed=3)
-    assert (low, high) == stats.bootstrap_ci(statistic, len(x), seed=3)
-    assert low < x.mean() < high
-    assert high - low == pytest.approx(2 * 1.96 * x.std() / math.sqrt(len(x)), rel=0.15)
+def test_two_level_bootstrap_without_test_noise_is_the_paired_t_test():
+    """When every test resample gives the observed differences, only the replicate level is
+    left, and its exact p is the paired t-test's (scipy.stats.ttest_rel)."""
+    method, base = np.array([0.81, 0.84, 0.80, 0.86]), np.array([0.78, 0.80, 0.79, 0.81])
+    differences = np.repeat((method - base)[:, None, None], 1 + 20_000, axis=1)
+    result = stats.hierarchical_bootstrap(differences, seed=1)[0]
+    assert result.p == pytest.approx(sps.ttest_rel(method, base).pvalue, rel=1e-9)
+    t_interval = sps.ttest_rel(method, base).confidence_interval(0.95)
+    half_width = (t_interval.high - t_interval.low) / 2  # the CI's draws are Monte Carlo: close, not equal
+    assert (result.ci_low, result.ci_high) == pytest.approx((t_interval.low, t_interval.high), abs=0.05 * half_width)
+    assert result.diff == pytest.approx((method - base).mean())
 
 
-def runs_with_accuracy(p_correct: float, seeds: int, n: int = 600) -> list[EvalInput]:
-    rng = np.random.default_rng(123)
-    y = rng.integers(0, 2, n)
-    runs = []
-    for s in range(seeds):
-        r = np.random.default_rng(s + int(p_correct * 1000))
-        pred = np.where(r.random(n) < p_correct, y, 1 - y)
-        runs.append(EvalInput(y, np.eye(2)[pred], rng.integers(0, 2, n), ["a", "b"]))
-    return runs
+def test_two_level_bootstrap_adds_only_the_test_variance_replicates_share():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 0.02, 1000)  # the test set moves every replicate alike
+    own = rng.normal(0, 0.02, (3, 1000))  # each replicate's own test noise is in its spread already
+    differences = np.concatenate([np.full((3, 1, 1), 0.01), (0.01 + shared + own)[:, :, None]], axis=1)
+    differences[:, 0, 0] = [0.0, 0.01, 0.02]
+    result = stats.hierarchical_bootstrap(differences)[0]
+    assert result.se == pytest.approx(math.sqrt(0.01 ** 2 / 3 + 0.02 ** 2), rel=0.15)
 
 
-def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
-    better, baseline = runs_with_accuracy(0.85, 3), runs_with_accuracy(0.7, 3)
-    result = stats.compare_to_baseline("acc", better, baseline, b=300)
-    assert result.diff == pytest.approx(np.mean([r.y_pred.__eq__(r.y_true).mean() for r in better])
-                                        - np.mean([r.y_pred.__eq__(r.y_true).mean() for r in baseline]))
-    assert result.p < 0.01 and result.ci_low > 0
-    same = stats.compare_to_baseline("acc", baseline, baseline, b=300)
-    assert same.diff == 0 and same.p == 1.0
+def test_minimum_detectable_effect_is_statsmodels_t_power():
+    from statsmodels.stats.power import TTestPower
+
+    se, n = 0.01, 5
+    effect = TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8)
+    assert stats.minimum_detectable_effect(se, n) == pytest.approx(effect * se * math.sqrt(n))
+    # the t-quantile approximation (t_{1-α/2} + t_{power}) · se is close
+    assert stats.minimum_detectable_effect(se, n) == pytest.approx((sps.t.ppf(0.975, 4) + sps.t.ppf(0.8, 4)) * se, rel=0.02)
+    assert math.isnan(stats.minimum_detectable_effect(se, 1))
 
 
 def test_paired_t_and_wilcoxon_match_hand_formula_and_scipy():
@@ -63,18 +68,17 @@ def test_paired_t_and_wilcoxon_match_hand_formula_and_scipy():
     assert stats.paired_wilcoxon(method, base).p == pytest.approx(sps.wilcoxon(method, base).pvalue)
 
 
-def test_compare_to_baseline_refuses_unpaired_runs():
-    with pytest.raises(ValueError, match="same seeds"):
-        stats.compare_to_baseline("acc", runs_with_accuracy(0.8, 3), runs_with_accuracy(0.7, 2), test="paired-t")
-    with pytest.raises(ValueError, match="unknown paired test"):
-        stats.compare_to_baseline("acc", runs_with_accuracy(0.8, 3), runs_with_accuracy(0.7, 3), test="z")
+def test_holm_and_bonferroni_by_hand_and_as_statsmodels():
+    from statsmodels.stats.multitest import multipletests
 
-
-def test_holm_and_bonferroni_by_hand():
     p = [0.01, 0.04, 0.03, math.nan]
     assert stats.holm(p)[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(stats.holm(p)[3])
-    assert stats.bonferroni(p)[:3] == pytest.approx([0.03, 0.12, 0.09])
+    assert stats.correct(p, "bonferroni")[:3] == pytest.approx([0.03, 0.12, 0.09])
     assert stats.correct([0.5, 0.6], "holm") == pytest.approx([1.0, 1.0])
+    many = np.random.default_rng(0).random(40) ** 3
+    assert stats.holm(many) == pytest.approx(multipletests(many, method="holm")[1])
+    with pytest.raises(ValueError, match="unknown correction"):
+        stats.correct(p, "fdr")
 
 
 def test_friedman_matches_rank_formula_and_scipy():
@@ -93,9 +97,9 @@ def test_nemenyi_critical_difference_uses_demsar_table(k, q):
     assert stats.nemenyi_cd(k, 10) == pytest.approx(q * math.sqrt(k * (k + 1) / 60), abs=1e-3)
 
 
-def test_friedman_warns_and_skips_under_three_datasets(capsys):
+def test_friedman_warns_and_skips_under_three_blocks(capsys):
     assert stats.friedman_nemenyi(np.array([[0.9, 0.8, 0.7], [0.8, 0.7, 0.6]])) is None
-    assert "needs >= 3 datasets" in capsys.readouterr().err
+    assert "needs >= 3 blocks" in capsys.readouterr().err
 
 
 def test_beta_posterior_matches_closed_form_moments():

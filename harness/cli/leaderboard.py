@@ -1,5 +1,5 @@
-"""`harness leaderboard RUN_DIR`: tables of methods x metrics, mean ± sd over seeds, with
-significance markers against the real-only baseline; `--merge` adds other runs' records."""
+"""`harness leaderboard RUN_DIR`: tables of methods x metrics, mean ± sd over replicates, with the
+difference from the real-only baseline and significance markers; `--merge` adds other runs' records."""
 from __future__ import annotations
 
 import argparse
@@ -7,17 +7,18 @@ import sys
 from pathlib import Path
 
 from harness import coverage
-from harness.leaderboard import LEADERBOARD_B, TESTS, load_summary, render
-from harness.stats import CORRECTIONS
+from harness.leaderboard import TESTS, load_summary, render
+from harness.stats import BOOTSTRAP_B, CORRECTIONS
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("leaderboard", help="print the leaderboard of a run",
                               description="Methods x metrics per (dataset, scenario, classifier, split): mean ± sd "
-                                          "over seeds, ▲/▼ where a method differs significantly from the real-only "
-                                          "baseline. How to read it: docs/leaderboards.md. Cells of RUN_DIR that "
-                                          "failed or are missing are listed (stderr, and in md output); the exit "
-                                          "status is then 1, with the output still written.")
+                                          "over replicates, Δ from the real-only baseline and ▲/▼ where a two-level "
+                                          "bootstrap (replicates, then test samples) finds it significant. How to "
+                                          "read it: docs/leaderboards.md. Cells of RUN_DIR that failed or are "
+                                          "missing are listed (stderr, and in md output); the exit status is then 1, "
+                                          "with the output still written.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--merge", action="append", type=Path, default=[], metavar="PATH",
                    help="also include the rows of this published run folder or results.jsonl (repeatable) that "
@@ -30,15 +31,19 @@ def add_parser(subparsers) -> None:
                    help="pct shows scale-dependent metrics x100 (FairGen's tables)")
     p.add_argument("--significance", choices=TESTS, default="bootstrap",
                    help="paired test against the 'none' generator of each table from the stored predictions: "
-                        "bootstrap over test samples (default), paired-t or wilcoxon over seeds, none (fastest)")
+                        "bootstrap = two-level bootstrap over replicates and test samples (default), paired-t or "
+                        "wilcoxon over replicates, none (fastest: no Δ, no markers)")
     p.add_argument("--correction", choices=sorted(CORRECTIONS), default="holm",
-                   help="multiplicity correction over all tests of one table (default holm)")
-    p.add_argument("--bootstrap-b", type=int, default=LEADERBOARD_B, metavar="B",
-                   help=f"bootstrap resamples per method (default {LEADERBOARD_B}; cost grows linearly)")
+                   help="multiplicity correction (default holm): primary endpoints over the whole run, other "
+                        "metrics within their table")
+    p.add_argument("--bootstrap-b", type=int, default=BOOTSTRAP_B, metavar="B",
+                   help=f"test-sample resamples of the two-level bootstrap (default {BOOTSTRAP_B}; cost grows "
+                        "linearly)")
     p.add_argument("--output", type=Path, help="write to this file instead of stdout")
     p.add_argument("--publish", type=Path, metavar="DIR",
-                   help="write a leaderboard folder instead: a .md and .csv per table, ranking.md/.csv "
-                        "(Friedman/Nemenyi across datasets), README.md, and the run's manifest and records")
+                   help="write a leaderboard folder instead: a .md and .csv per table, forest.csv (every Δ with "
+                        "its CI and p), ranking.md/.csv (Friedman/Nemenyi across dataset x scenario blocks), "
+                        "README.md, and the run's manifest and records")
     p.set_defaults(func=run)
 
 
