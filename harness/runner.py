@@ -294,7 +294,7 @@ def _peak_rss_mb() -> float:
 
 
 def _splits(cache: Cache, dataset: Dataset) -> tuple[str, Splits]:
-    key = stable_hash("splits", dataset.name, dataset.version, dataset.params, DATA_SEED)
+    key = stable_hash("splits", dataset.name, dataset.version, dataset.params, DATA_SEED, dataset.data_digest())
 
     def compute(tmp: Path) -> dict:
         splits = dataset.load(DATA_SEED)

@@ -67,13 +67,16 @@ class Cap(Scenario):
 
 @dataclass(frozen=True)
 class MinorityFraction(Scenario):
-    """Subsample the smallest group so that it is fraction p of the training set."""
+    """Subsample the smallest known group so that it is fraction p of the training set
+    (samples of unknown group are never picked as the minority)."""
 
     p: float = 0.05
 
     def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         codes = train.group_codes(self.attribute)
-        values, counts = np.unique(codes, return_counts=True)
+        values, counts = np.unique(codes[codes >= 0], return_counts=True)
+        if len(values) == 0:
+            raise DataError(f"scenario minority fraction: no training sample has a known '{self.attribute}'")
         minority = values[np.argmin(counts)]
         members = np.flatnonzero(codes == minority)
         others = np.flatnonzero(codes != minority)

@@ -55,6 +55,17 @@ def test_minority_fraction_sets_the_smallest_groups_share():
     assert counts(cut)[2] == round(0.05 * 1400 / 0.95)
 
 
+def test_minority_fraction_never_picks_the_unknown_group():
+    train = make_train({"a": 900, "b": 500, "c": 400})
+    unknown = np.arange(len(train)) % 100 == 0  # 18 samples of unknown tone: fewer than any known group
+    train = ImageSet(train.images, train.labels, {**train.attributes, "tone": np.where(unknown, -1, train.attributes["tone"])},
+                     train.label_names, train.attribute_vocab, train.ids)
+    cut, report = MinorityFraction("tone", p=0.05).apply(train, 0)
+    assert report["minority_group"] == "c"
+    assert int((cut.attributes["tone"] == -1).sum()) == int(unknown.sum())  # unknown samples are kept, not cut
+    assert int((cut.attributes["tone"] == 2).sum()) < 100
+
+
 def test_skin_diff_scenarios_keep_all_eight_per_class_or_none_of_the_minority():
     train = make_train({"light": 500, "dark": 120})
     dark = train.attributes["tone"] == 1

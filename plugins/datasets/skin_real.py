@@ -1,13 +1,14 @@
 """Real dermatology loaders: Fitzpatrick17k (skin tone) and HAM10000 / ISIC 2018 (age, sex, body site)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
 from harness import DataError, hookimpl
-from plugins.datasets._real import RealDataset, age_bucket, sex_name
+from plugins.datasets._real import RealDataset, age_bucket, read_metadata, sex_name
 
 #: class subsets of Fitzpatrick17k's `label` column
 FITZPATRICK_SUBSETS = {
@@ -45,7 +46,9 @@ class Fitzpatrick17k(RealDataset):
     required = ["fitzpatrick17k.csv", "images"]
     source = "https://github.com/mattgroh/fitzpatrick17k (CSV; images downloaded from its url column)"
     layout = ("  fitzpatrick17k.csv          the released metadata (md5hash, fitzpatrick_scale, label, "
-              "three_partition_label, ...)\n  images/<md5hash>.jpg        one image per row (rows without an image are skipped)")
+              "three_partition_label, ..., url_alphanum)\n"
+              "  images/<md5hash>.jpg        one image per row, or images/<url_alphanum> as named by the CSV's\n"
+              "                              url_alphanum column (rows without an image are left out and counted)")
     defaults = {**RealDataset.defaults, "subset": "fairgen5"}
     choices = {"subset": [*FITZPATRICK_SUBSETS, "all", *PARTITIONS]}
 
@@ -56,13 +59,18 @@ class Fitzpatrick17k(RealDataset):
         self.high_risk_classes = high_risk(self.label_names)
 
     def read_table(self, root: Path) -> pd.DataFrame:
-        meta = pd.read_csv(root / "fitzpatrick17k.csv")
         subset = self.params["subset"]
         column = f"{subset}_label" if subset in PARTITIONS else "label"
+        meta = read_metadata(self, root / "fitzpatrick17k.csv", ["md5hash", "fitzpatrick_scale", column])
         if subset != "all":
             meta = meta[meta[column].isin(self.label_names)]
-        paths = "images/" + meta["md5hash"].astype(str) + ".jpg"
-        present = [(root / p).is_file() for p in paths]
+        paths = pd.Series([self._image(root, row) for row in meta.itertuples()], index=meta.index, dtype=object)
+        present = paths.notna().to_numpy()
+        if not present.all():
+            # the images are downloaded from third-party URLs, and some are always gone: say how many
+            warnings.warn(f"fitzpatrick17k: {int((~present).sum())} of {len(meta)} rows of subset '{subset}' have no "
+                          f"image under {root / 'images'} (looked for <md5hash>.jpg and <url_alphanum>); "
+                          f"they are left out", stacklevel=2)
         meta, paths = meta[present], paths[present]
         if subset == "all":
             self.label_names = sorted(meta[column].unique())
@@ -73,6 +81,17 @@ class Fitzpatrick17k(RealDataset):
             "patient": meta["md5hash"].astype(str),  # no patient ids are released; one image each
             "skin_tone": meta["fitzpatrick_scale"].map(TONE_OF_TYPE),
         })
+
+
+    @staticmethod
+    def _image(root: Path, row: Any) -> str | None:
+        """images/<md5hash>.jpg (the dataset's own naming), else the `url_alphanum` name that
+        downloaders of the URL column use; None when neither exists."""
+        names = [f"{row.md5hash}.jpg"]
+        alphanum = getattr(row, "url_alphanum", None)
+        if isinstance(alphanum, str) and alphanum:
+            names += [alphanum, f"{alphanum}.jpg"]
+        return next((f"images/{name}" for name in names if (root / "images" / name).is_file()), None)
 
 
 class Ham10000(RealDataset):
@@ -90,7 +109,8 @@ class Ham10000(RealDataset):
     image_folders = ("HAM10000_images_part_1", "HAM10000_images_part_2", "images")
 
     def read_table(self, root: Path) -> pd.DataFrame:
-        meta = pd.read_csv(root / "HAM10000_metadata.csv")
+        meta = read_metadata(self, root / "HAM10000_metadata.csv",
+                             ["lesion_id", "image_id", "dx", "age", "sex", "localization"])
         paths = [self._find(root, image_id) for image_id in meta["image_id"]]
         if None in paths:
             missing = meta["image_id"][[p is None for p in paths]].iloc[0]
