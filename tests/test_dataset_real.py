@@ -476,3 +476,27 @@ def test_fitzpatrick_counts_rows_without_image_and_reads_url_alphanum_names(tmp_
     with pytest.warns(UserWarning, match=r"1 of 14 rows of subset 'skindiff7' have no image"):
         splits = loader(Fitzpatrick17k, root, tmp_path / "cache", subset="skindiff7").load(0)
     assert sum(len(s) for _, s in splits.items()) == 13  # the renamed image is found by its url_alphanum name
+
+
+ISIC2017 = SHARED / "isic2017"
+
+
+@pytest.mark.skipif(not ISIC2017.is_dir(), reason=f"ISIC 2017 is not at {ISIC2017}")
+def test_isic2017_official_validation_and_a_stratified_test_split(tmp_path):
+    from plugins.datasets.skin_real import Isic2017
+
+    splits = Isic2017(root=str(ISIC2017), cache_dir=str(tmp_path), resolution=16).load(0)
+    sizes = {name: len(s) for name, s in splits.items()}
+    assert sizes["val"] == 150 and sizes["train"] + sizes["test"] == 2000 and abs(sizes["test"] - 400) <= 3
+    assert splits.val.label_names == ["other", "melanoma"] and splits.val.attribute_vocab["sex"] == ["female", "male"]
+    assert int(splits.val.labels.sum()) == 30  # the official validation split: 30 melanomas of 150
+    train_and_test = [splits.train, splits.test]
+    for sex in (0, 1, -1):  # each class x sex stratum keeps its share (README: melanoma f 118/871, m 197/900, ? 59/229)
+        for label in (0, 1):
+            n = [int(((s.attributes["sex"] == sex) & (s.labels == label)).sum()) for s in train_and_test]
+            assert n[1] == round(0.2 * sum(n)), (sex, label, n)
+    assert int(splits.test.labels.sum()) == round(0.2 * 118) + round(0.2 * 197) + round(0.2 * 59)
+    assert not set(splits.test.ids) & set(splits.train.ids)
+    assert Isic2017(root=str(ISIC2017), cache_dir=str(tmp_path), resolution=16).load(0).test.ids.tolist() == \
+        splits.test.ids.tolist()  # seeded: the same cut again
+    assert splits.train.images.std() > 20 and set(splits.train.attribute_vocab["age"]) == {"<40", "40-59", "60+"}

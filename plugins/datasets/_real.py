@@ -200,6 +200,16 @@ def assign_splits(patients: pd.Series, seed: int, val_fraction: float, test_frac
     return np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train"))
 
 
+def seeded_fraction(ids: pd.Series, strata: pd.Series, seed: int, fraction: float) -> np.ndarray:
+    """A boolean mask choosing round(fraction x n) rows of every stratum, by a seeded hash of the id:
+    deterministic, and stratified so each class x group keeps its share."""
+    rank = ids.astype(str).map(lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
+    order = pd.DataFrame({"stratum": strata.to_numpy(), "rank": rank.to_numpy()})
+    position = order.groupby("stratum")["rank"].rank(method="first").to_numpy()
+    size = order.groupby("stratum")["rank"].transform("size").to_numpy()
+    return position <= np.round(fraction * size)
+
+
 def age_bucket(ages: pd.Series, edges: list[float], names: list[str]) -> pd.Series:
     """Ages (years, NaN unknown) -> bucket names; edges are the lower bounds of buckets 2..k."""
     ages = pd.to_numeric(ages, errors="coerce")

@@ -1,14 +1,16 @@
-"""Real dermatology loaders: Fitzpatrick17k (skin tone) and HAM10000 / ISIC 2018 (age, sex, body site)."""
+"""Real dermatology loaders: Fitzpatrick17k (skin tone), HAM10000 / ISIC 2018 (age, sex, body site) and
+ISIC 2017 (sex, age; melanoma vs other)."""
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from harness import DataError, hookimpl
-from plugins.datasets._real import RealDataset, age_bucket, read_metadata, sex_name
+from plugins.datasets._real import RealDataset, age_bucket, read_metadata, seeded_fraction, sex_name
 
 #: class subsets of Fitzpatrick17k's `label` column
 FITZPATRICK_SUBSETS = {
@@ -127,6 +129,56 @@ class Ham10000(RealDataset):
         return None
 
 
+class Isic2017(RealDataset):
+    """ISIC 2017 classification (Codella et al. 2017): melanoma vs other, sex as the sensitive attribute and
+    age groups as a second one. The official validation images are `val`; `test` is carved from the official
+    training images, stratified by class x sex and seeded (the official test images carry no labels here)."""
+
+    name = "isic2017"
+    version = "1"
+    label_names: ClassVar[list[str]] = ["other", "melanoma"]
+    high_risk_classes: ClassVar[list[str]] = ["melanoma"]
+    sensitive_attributes: ClassVar[list[str]] = ["sex", "age"]
+    vocabularies = {"sex": ["female", "male"], "age": ["<40", "40-59", "60+"]}
+    parts = {"Training": "train", "Validation": "val"}
+    required = [f"ISIC-2017_{part}_{what}" for part in parts for what in ("Data", "Data_metadata.csv", "Classes.csv")]
+    source = "https://challenge.isic-archive.com/data/#2017 (or ../shared/data/isic2017 here, resized to 256 px)"
+    layout = ("  ISIC-2017_Training_Data/ISIC_<id>.jpg        and ISIC-2017_Validation_Data/ISIC_<id>.jpg\n"
+              "  ISIC-2017_{Training,Validation}_Data_metadata.csv   image_id, age_approximate, sex\n"
+              "  ISIC-2017_{Training,Validation}_Classes.csv         image_id, melanoma (0.0 / 1.0)")
+    # the official validation split is `val`; only the test share of the training images is a parameter
+    defaults = {k: v for k, v in RealDataset.defaults.items() if k != "val_fraction"}
+
+    def read_table(self, root: Path) -> pd.DataFrame:
+        tables = []
+        for part, split in self.parts.items():
+            meta = read_metadata(self, root / f"ISIC-2017_{part}_Data_metadata.csv", ["image_id", "age_approximate", "sex"])
+            classes = read_metadata(self, root / f"ISIC-2017_{part}_Classes.csv", ["image_id", "melanoma"])
+            table = meta.merge(classes, on="image_id", how="outer", indicator=True)
+            unmatched = table[table["_merge"] != "both"]["image_id"].tolist()
+            if unmatched:
+                raise DataError(f"isic2017: {len(unmatched)} image ids are in only one of the {part} metadata and "
+                                f"classes files (e.g. {unmatched[:3]}); both files must list the same images")
+            tables.append(pd.DataFrame({
+                "path": f"ISIC-2017_{part}_Data/" + table["image_id"] + ".jpg",
+                "label": np.where(table["melanoma"] == 1, "melanoma", "other"),
+                "patient": table["image_id"],  # no patient ids are released; one lesion per image
+                "sex": sex_name(table["sex"]),
+                "age": age_bucket(table["age_approximate"], [40, 60], ["<40", "40-59", "60+"]),
+                "official": split}))
+        return pd.concat(tables, ignore_index=True)
+
+    def assign_splits(self, table: pd.DataFrame, seed: int) -> np.ndarray:
+        """Official validation -> val; of the training images, a seeded test_fraction of every class x sex
+        stratum -> test, the rest train."""
+        split = table["official"].to_numpy().copy()
+        training = table[table["official"] == "train"]
+        strata = training["label"] + "|" + training["sex"].fillna("unknown")
+        test = seeded_fraction(training["patient"], strata, seed, self.params["test_fraction"])
+        split[training.index[test]] = "test"
+        return split
+
+
 @hookimpl
 def harness_datasets() -> list[type]:
-    return [Fitzpatrick17k, Ham10000]
+    return [Fitzpatrick17k, Ham10000, Isic2017]
