@@ -1,16 +1,64 @@
-"""Shared pieces of the embedded procedural datasets: seeded streams, noise fields, blob masks.
+"""The base of the embedded procedural datasets and their shared pieces: seeded streams, noise
+fields, blob masks.
 
 Every embedded dataset renders a whole split at once with numpy (no per-image Python loop), so
 thousands of images take well under a second. Each split draws from its own random stream
-derived from (seed, split name), so changing n_train never changes the test set.
+derived from (seed, split name), so changing n_train never changes the test set. A dataset is
+one `render(rng, labels, groups, resolution, noise)` function plus its vocabularies: the base
+draws groups and classes per split, renders, and names the samples.
 """
 from __future__ import annotations
 
 import zlib
+from typing import ClassVar
 
 import numpy as np
 
+from harness.contracts import ConfigError, Dataset
 from harness.data import ImageSet, Splits
+
+
+class ProceduralDataset(Dataset):
+    """An embedded dataset: `groups` of the one sensitive attribute, `label_names`, and `render`.
+
+    Parameters (with each subclass's defaults): n_train / n_val / n_test, resolution,
+    `<group_param>_fractions` (train and val), `test_<group_param>_fractions`, class_fractions,
+    and `noise` (sd of the pixel noise, on the [0, 1] scale).
+    """
+
+    #: values of the sensitive attribute (its name is sensitive_attributes[0])
+    groups: ClassVar[list[str]] = []
+    #: the stem of the group-mix parameters, e.g. "tone" -> tone_fractions, test_tone_fractions
+    group_param: ClassVar[str] = ""
+
+    @staticmethod
+    def render(rng: np.random.Generator, labels: np.ndarray, groups: np.ndarray, resolution: int,
+               noise: float) -> np.ndarray:
+        """uint8 images (n, C, R, R) for class codes (or multi-hot rows) and group codes."""
+        raise NotImplementedError
+
+    def load(self, seed: int) -> Splits:
+        self.check_params()
+        p = self.params
+        sizes = {"train": p["n_train"], "val": p["n_val"], "test": p["n_test"]}
+        return make_splits(self._render_split, sizes, seed, prefix=self.name)
+
+    def check_params(self) -> None:
+        stem = self.group_param
+        check_fractions(f"{stem}_fractions", self.params[f"{stem}_fractions"], len(self.groups))
+        check_fractions(f"test_{stem}_fractions", self.params[f"test_{stem}_fractions"], len(self.groups))
+        check_fractions("class_fractions", self.params["class_fractions"], len(self.label_names))
+
+    def draw_labels(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return stratified_codes(rng, n, self.params["class_fractions"])
+
+    def _render_split(self, rng: np.random.Generator, n: int, split: str) -> ImageSet:
+        p, stem = self.params, self.group_param
+        groups = stratified_codes(rng, n, p[f"test_{stem}_fractions"] if split == "test" else p[f"{stem}_fractions"])
+        labels = self.draw_labels(rng, n)
+        images = self.render(rng, labels, groups, p["resolution"], p["noise"])
+        attribute = self.sensitive_attributes[0]
+        return image_set(images, labels, {attribute: groups}, self.label_names, {attribute: self.groups})
 
 
 def split_rng(seed: int, split: str) -> np.random.Generator:
@@ -86,8 +134,6 @@ def stratified_codes(rng: np.random.Generator, n: int, fractions: list[float] | 
 
 def check_fractions(name: str, fractions: list[float], size: int) -> None:
     """Refuse a proportion vector of the wrong length or with negative entries."""
-    from harness.contracts import ConfigError
-
     if len(fractions) != size or min(fractions) < 0 or sum(fractions) <= 0:
         raise ConfigError(f"'{name}' needs {size} non-negative proportions summing to > 0, got {fractions}")
 

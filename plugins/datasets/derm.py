@@ -16,9 +16,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness import Dataset, ImageSet, Splits, hookimpl
-from plugins.datasets._procedural import (blob_alpha, check_fractions, grid, image_set, make_splits,
-                                          smooth_noise, stratified_codes, to_uint8)
+from harness import hookimpl
+from plugins.datasets._procedural import ProceduralDataset, blob_alpha, grid, smooth_noise, to_uint8
 
 TONES = ["light", "medium", "dark"]
 CLASSES = ["psoriasis", "melanoma", "nevus", "eczema", "vitiligo"]
@@ -48,7 +47,8 @@ def interpolate_colour(anchors: np.ndarray, tone: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(tone, [0.0, 0.5, 1.0], anchors[:, c]) for c in range(3)], axis=1)
 
 
-def render_derm(rng: np.random.Generator, labels: np.ndarray, tone_groups: np.ndarray, resolution: int) -> np.ndarray:
+def render_derm(rng: np.random.Generator, labels: np.ndarray, tone_groups: np.ndarray, resolution: int,
+                noise: float) -> np.ndarray:
     """Render uint8 images (n, 3, R, R) for the given class and tone-group codes."""
     n = len(labels)
     x, y = grid(resolution)
@@ -83,16 +83,19 @@ def render_derm(rng: np.random.Generator, labels: np.ndarray, tone_groups: np.nd
     foreground = lesion[:, :, None, None] * texture[:, None]
     speckle = (rng.random((n, resolution, resolution), dtype=np.float32) < 0.25) * f32["scale"] * alpha
     image = background + (foreground - background) * alpha[:, None] + 0.6 * speckle[:, None]
-    image += 0.02 * rng.standard_normal(image.shape, dtype=np.float32)
+    image += noise * rng.standard_normal(image.shape, dtype=np.float32)
     return to_uint8(image)
 
 
-class Derm(Dataset):
+class Derm(ProceduralDataset):
     name = "derm"
     version = "1"
     label_names: ClassVar[list[str]] = CLASSES
     sensitive_attributes: ClassVar[list[str]] = ["skin_tone"]
     high_risk_classes: ClassVar[list[str]] = ["melanoma"]
+    groups: ClassVar[list[str]] = TONES
+    group_param = "tone"
+    render = staticmethod(render_derm)
     defaults = {
         "n_train": 3000,
         "n_val": 500,
@@ -101,24 +104,10 @@ class Derm(Dataset):
         "tone_fractions": [0.6, 0.3, 0.1],  # train/val: Fitzpatrick17k-like, darkest ~10%
         "test_tone_fractions": [1 / 3, 1 / 3, 1 / 3],  # tone-stratified so each group's accuracy is measurable
         "class_fractions": [0.25, 0.15, 0.25, 0.2, 0.15],
+        "noise": 0.02,
     }
     configs = {"cpu": {"resolution": 16, "n_train": 2000}, "paper": {"resolution": 64, "n_train": 10000,
                                                                      "n_test": 3000}}
-
-    def load(self, seed: int) -> Splits:
-        p = self.params
-        check_fractions("tone_fractions", p["tone_fractions"], len(TONES))
-        check_fractions("test_tone_fractions", p["test_tone_fractions"], len(TONES))
-        check_fractions("class_fractions", p["class_fractions"], len(CLASSES))
-        sizes = {"train": p["n_train"], "val": p["n_val"], "test": p["n_test"]}
-        return make_splits(self._render_split, sizes, seed, prefix=self.name)
-
-    def _render_split(self, rng: np.random.Generator, n: int, split: str) -> ImageSet:
-        p = self.params
-        tones = stratified_codes(rng, n, p["test_tone_fractions"] if split == "test" else p["tone_fractions"])
-        labels = stratified_codes(rng, n, p["class_fractions"])
-        images = render_derm(rng, labels, tones, p["resolution"])
-        return image_set(images, labels, {"skin_tone": tones}, CLASSES, {"skin_tone": TONES})
 
 
 @hookimpl
