@@ -155,7 +155,8 @@ def read_metadata(dataset: RealDataset, path: Path, columns: list[str]) -> pd.Da
     try:
         table = pd.read_csv(path)
     except pd.errors.EmptyDataError:
-        raise DataError(f"dataset '{dataset.name}': {path} is empty; it needs the columns {columns}.\n{expected}") from None
+        raise DataError(f"dataset '{dataset.name}': {path} is empty; it needs the columns {columns}.\n"
+                        f"{expected}") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"dataset '{dataset.name}': {path} is not a readable CSV ({exc}).\n{expected}") from None
     missing = [c for c in columns if c not in table.columns]

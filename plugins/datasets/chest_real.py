@@ -85,7 +85,8 @@ class CovidChestXray(RealDataset):
         if absent:
             raise DataError(f"covid: no frontal X-ray in {root / 'metadata.csv'} has the finding {absent} (findings "
                             f"seen: {sorted(meta['finding'].astype(str).unique())}); the loader expects the "
-                            f"collection's metadata, where a finding is a name or a path such as Pneumonia/Viral/COVID-19")
+                            f"collection's metadata, where a finding is a name or a path such as "
+                            f"Pneumonia/Viral/COVID-19")
         return pd.DataFrame({
             "path": "images/" + meta["filename"].astype(str),
             "label": labels,

@@ -34,14 +34,14 @@ def _ellipse(x: np.ndarray, y: np.ndarray, cx, cy, rx, ry, sharpness: float = 12
 
 
 def render_cxr(rng: np.random.Generator, labels: np.ndarray, sexes: np.ndarray, resolution: int,
-               noise: float) -> np.ndarray:
+               noise: float, cue: float) -> np.ndarray:
     """Render uint8 images (n, 1, R, R) for the given finding codes (n,) or multi-hot rows (n, 5)
-    and sex codes."""
+    and sex codes; with cue < 1 every finding is fainter (at 0, absent)."""
     n = len(labels)
     x, y = grid(resolution)
     female = (sexes == 0).astype(np.float32)
     hot = labels if labels.ndim == 2 else np.eye(len(CLASSES), dtype=np.int64)[labels]
-    finding = {name: hot[:, code].astype(np.float32) for code, name in enumerate(CLASSES)}
+    finding = {name: hot[:, code].astype(np.float32) * np.float32(cue) for code, name in enumerate(CLASSES)}
     width = rng.uniform(0.95, 1.05, n) * (1 - 0.15 * female)  # female chests are narrower
     side = rng.choice([-1.0, 1.0], n)  # which lung carries a one-sided finding
 
@@ -81,17 +81,21 @@ class ChestXray(ProceduralDataset):
     high_risk_classes: ClassVar[list[str]] = ["pneumothorax"]
     groups: ClassVar[list[str]] = SEXES
     group_param = "sex"
+    acquisition = {"gain": (1.0,), "gamma": 0.75, "blur": 0.6}
     render = staticmethod(render_cxr)
     defaults = {
         "n_train": 3000,
         "n_val": 500,
-        "n_test": 1000,
+        "n_test": 2000,  # >= 1,000 per sex
         "resolution": 32,
         "sex_fractions": [0.42, 0.58],
         "test_sex_fractions": [0.5, 0.5],
+        "test_ood_sex_fractions": [0.65, 0.35],  # the other hospital of test_ood has its own mix
         "class_fractions": [0.3, 0.2, 0.2, 0.15, 0.15],
         "multilabel": False,  # true: multi-hot findings (N, 5), each finding drawn independently
         "finding_rates": [0.25, 0.25, 0.2, 0.15],  # multilabel: P(finding) for cardiomegaly..pneumothorax
+        "n_test_ood": 2000,
+        "cue": 1.0,
         "noise": 0.02,
     }
     configs = {"cpu": {"resolution": 16, "n_train": 2000}, "paper": {"resolution": 64, "n_train": 10000,

@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 
 from harness import hookimpl
 from harness.scenarios import Scenario, default_scenarios, site_scenarios
-from plugins.datasets._procedural import ProceduralDataset, smooth_noise, to_uint8
+from plugins.datasets._procedural import ProceduralDataset, lerp, smooth_noise, to_uint8
 
 SITES = ["hospital_a", "hospital_b", "hospital_c"]
 CLASSES = ["normal", "stroma", "tumor"]
@@ -33,6 +33,10 @@ TISSUE = {
     "stroma": dict(density=0.030, size=0.6, elongation=3.0, eosin=0.85),
     "tumor": dict(density=0.060, size=1.3, elongation=1.0, eosin=0.35),
 }
+
+
+#: the class-average tissue, which every class approaches as the class cue weakens
+MEAN_TISSUE = {key: float(np.mean([TISSUE[name][key] for name in CLASSES])) for key in TISSUE["normal"]}
 
 
 def _unit(vector: tuple[float, float, float]) -> np.ndarray:
@@ -53,15 +57,17 @@ def _nuclei(rng: np.random.Generator, n: int, resolution: int, tissue: dict) -> 
 
 
 def render_histo(rng: np.random.Generator, labels: np.ndarray, sites: np.ndarray, resolution: int,
-                 noise: float) -> np.ndarray:
-    """Render uint8 images (n, 3, R, R) for the given class and site codes."""
+                 noise: float, cue: float) -> np.ndarray:
+    """Render uint8 images (n, 3, R, R) for the given class and site codes; with cue < 1 every
+    class's nuclei and eosin move toward the class average."""
     n = len(labels)
     hematoxylin = np.zeros((n, resolution, resolution), np.float32)
     eosin = np.zeros(n, np.float32)
     for code, name in enumerate(CLASSES):
         members = np.flatnonzero(labels == code)
-        hematoxylin[members] = _nuclei(rng, len(members), resolution, TISSUE[name])
-        eosin[members] = TISSUE[name]["eosin"]
+        tissue = {key: lerp(MEAN_TISSUE[key], value, cue) for key, value in TISSUE[name].items()}
+        hematoxylin[members] = _nuclei(rng, len(members), resolution, tissue)
+        eosin[members] = tissue["eosin"]
     fibres = 1 + 0.25 * smooth_noise(rng, n, resolution, cells=8)
     lumen = smooth_noise(rng, n, resolution, cells=3) > 1.2  # white gaps (fat, lumen)
     eosin_map = eosin[:, None, None] * fibres * rng.uniform(0.8, 1.2, (n, 1, 1)).astype(np.float32) * ~lumen
@@ -90,15 +96,19 @@ class Histo(ProceduralDataset):
     high_risk_classes: ClassVar[list[str]] = ["tumor"]
     groups: ClassVar[list[str]] = SITES
     group_param = "site"
+    acquisition = {"gain": (0.92, 0.96, 1.06), "gamma": 1.25, "blur": 0.8}
     render = staticmethod(render_histo)
     defaults = {
         "n_train": 3000,
         "n_val": 500,
-        "n_test": 900,
+        "n_test": 3000,  # >= 1,000 per site
         "resolution": 32,
         "site_fractions": [0.5, 0.35, 0.15],
         "test_site_fractions": [1 / 3, 1 / 3, 1 / 3],  # site-stratified so each site's accuracy is measurable
+        "test_ood_site_fractions": [0.2, 0.3, 0.5],  # the other hospital of test_ood has its own mix
         "class_fractions": [0.4, 0.3, 0.3],
+        "n_test_ood": 3000,
+        "cue": 1.0,
         "noise": 0.015,
     }
     configs = {"cpu": {"resolution": 16, "n_train": 2000}, "paper": {"resolution": 64, "n_train": 10000,

@@ -152,7 +152,8 @@ class Isic2017(RealDataset):
     def read_table(self, root: Path) -> pd.DataFrame:
         tables = []
         for part, split in self.parts.items():
-            meta = read_metadata(self, root / f"ISIC-2017_{part}_Data_metadata.csv", ["image_id", "age_approximate", "sex"])
+            meta = read_metadata(self, root / f"ISIC-2017_{part}_Data_metadata.csv",
+                                 ["image_id", "age_approximate", "sex"])
             classes = read_metadata(self, root / f"ISIC-2017_{part}_Classes.csv", ["image_id", "melanoma"])
             table = meta.merge(classes, on="image_id", how="outer", indicator=True)
             unmatched = table[table["_merge"] != "both"]["image_id"].tolist()
