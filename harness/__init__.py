@@ -6,11 +6,11 @@ from harness.contracts import Classifier, ConfigError, Dataset, Generator, Plugi
 from harness.data import REAL, DataError, ImageSet, Splits
 from harness.hookspecs import hookimpl
 from harness.groups import with_intersection
-from harness.scenarios import (Cap, HoldoutKeys, MinorityFraction, MinorityPerClass, Natural, OneSitePerClass, Scenario,
-                               default_scenarios, site_scenarios)
+from harness.scenarios import (Cap, HoldoutKeys, LongTail, MinorityFraction, MinorityPerClass, Natural, OneSitePerClass,
+                               Scenario, default_scenarios, site_scenarios)
 
 __version__ = "0.1.0"
 
 __all__ = ["Classifier", "ConfigError", "Dataset", "Generator", "PluginBase", "REAL", "DataError", "ImageSet",
-           "Splits", "hookimpl", "Cap", "HoldoutKeys", "MinorityFraction", "MinorityPerClass", "Natural",
+           "Splits", "hookimpl", "Cap", "HoldoutKeys", "LongTail", "MinorityFraction", "MinorityPerClass", "Natural",
            "OneSitePerClass", "Scenario", "default_scenarios", "site_scenarios", "with_intersection", "__version__"]

@@ -93,6 +93,12 @@ class Dataset(PluginBase):
         """Build or read the splits. Must be deterministic in (params, seed)."""
         raise NotImplementedError
 
+    def data_digest(self) -> str:
+        """A digest of the data files `load` reads ("" when the splits depend on the parameters
+        alone, as for procedural datasets); part of the split cache key, so edited data gives
+        new splits."""
+        return ""
+
     def scenarios(self) -> dict[str, Scenario]:
         return default_scenarios(self.primary_attribute)
 

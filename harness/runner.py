@@ -407,7 +407,7 @@ def _peak_rss_mb() -> float:
 
 
 def _splits(cache: Cache, dataset: Dataset, identity: dict) -> tuple[str, Splits]:
-    key = stable_hash("splits", identity, DATA_SEED)
+    key = stable_hash("splits", identity, DATA_SEED, dataset.data_digest())
 
     def compute(tmp: Path) -> dict:
         splits = dataset.load(DATA_SEED)

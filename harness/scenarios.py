@@ -6,7 +6,8 @@ Each returns the new training set and a report of what it removed. The library (
 - cap (Ktena et al.): at most k training samples per under-represented group;
 - minority_fraction: the smallest group subsampled to a fraction p of the training set;
 - skin-diff (Wang et al.): the minority group whole, k per class, or absent;
-- MeDi (Drexlin et al.): (class x attribute ...) keys held out entirely; one site per class.
+- MeDi (Drexlin et al.): (class x attribute ...) keys held out entirely; one site per class;
+- long tail (CBDM, Qin et al.; the CIFAR-LT protocol): class counts decay exponentially.
 With multi-hot labels (multi-label findings) only the scenarios that look at the attribute alone
 run (natural, cap, minority_fraction); the per-class ones refuse them, naming those three.
 """
@@ -67,13 +68,16 @@ class Cap(Scenario):
 
 @dataclass(frozen=True)
 class MinorityFraction(Scenario):
-    """Subsample the smallest group so that it is fraction p of the training set."""
+    """Subsample the smallest known group so that it is fraction p of the training set
+    (samples of unknown group are never picked as the minority)."""
 
     p: float = 0.05
 
     def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         codes = train.group_codes(self.attribute)
-        values, counts = np.unique(codes, return_counts=True)
+        values, counts = np.unique(codes[codes >= 0], return_counts=True)
+        if len(values) == 0:
+            raise DataError(f"scenario minority fraction: no training sample has a known '{self.attribute}'")
         minority = values[np.argmin(counts)]
         members = np.flatnonzero(codes == minority)
         others = np.flatnonzero(codes != minority)
@@ -180,6 +184,27 @@ class OneSitePerClass(Scenario):
         return np.concatenate(keep), {"site_per_class": dict(sorted(chosen.items()))}
 
 
+@dataclass(frozen=True)
+class LongTail(Scenario):
+    """CBDM's class long tail (the CIFAR-LT protocol of Cao et al. 2019): class c of C keeps
+    n_head x ratio^(-c / (C - 1)) training samples, n_head the count of class 0, so the last class
+    has `ratio` times fewer than the first. Each class is subsampled at random, keeping its group mix."""
+
+    ratio: float = 100.0
+
+    def select(self, train: ImageSet, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        _single_label(train, self)
+        classes = len(train.label_names)
+        head = int(np.sum(train.labels == 0))
+        keep, targets = [], {}
+        for label in range(classes):
+            target = int(head * self.ratio ** (-label / max(classes - 1, 1)))
+            members = np.flatnonzero(train.labels == label)
+            keep.append(rng.permutation(members)[:target])
+            targets[train.label_names[label]] = min(target, len(members))
+        return np.concatenate(keep), {"kept_per_class": targets, "imbalance_ratio": self.ratio}
+
+
 #: scenario types that never look at the class, so they cut multi-hot training sets as well
 MULTILABEL_SCENARIOS = ("Scenario (natural)", "Cap (cap100, cap1000)", "MinorityFraction (minority5)")
 
@@ -225,6 +250,8 @@ def default_scenarios(attribute: str) -> dict[str, Scenario]:
         "skindiff_few8": MinorityPerClass(attribute, k=8),
         "skindiff_none": MinorityPerClass(attribute, k=0),
         "medi_holdout30": HoldoutKeys(attribute, fraction=0.3),
+        "longtail10": LongTail(attribute, ratio=10.0),
+        "longtail100": LongTail(attribute, ratio=100.0),
     }
 
 

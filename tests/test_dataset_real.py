@@ -406,3 +406,98 @@ def test_ls_datasets_shows_the_choices_and_second_folders():
     text = dataset_overview([Fitzpatrick17k, Camelyon17, CheXpertCombine])  # cells wrap at 30 characters
     assert "subset=fairgen5" in text and "(fairgen5|skindiff7|all|three_" in text
     assert "split_scheme=wilds" in text and "(wilds|patient)" in text and "covid_root" in text
+
+
+# -- loader correctness: wrong numbers must be errors, not silent ------------------------------------------
+
+def test_covid_findings_written_as_paths_keep_their_class(tmp_path):
+    """The collection's newer metadata writes findings as paths (Pneumonia/Viral/COVID-19)."""
+    root = write_covid_fixture(tmp_path / "covid")
+    meta = pd.read_csv(root / "metadata.csv")
+    meta["finding"] = meta["finding"].replace({"COVID-19": "Pneumonia/Viral/COVID-19",
+                                               "COVID-19, ARDS": "Pneumonia/Viral/COVID-19, ARDS"})
+    meta.to_csv(root / "metadata.csv", index=False)
+    splits = loader(CovidChestXray, root, tmp_path / "cache").load(0)
+    labels = np.concatenate([s.labels for _, s in splits.items()])
+    assert np.bincount(labels, minlength=3).tolist() == [12, 6, 6]  # as with plain names
+    chexpert = write_chexpert_fixture(tmp_path / "CheXpert-v1.0-small", FAIRGEN_CHEST[1:])
+    combine = loader(CheXpertCombine, chexpert, tmp_path / "cache", covid_root=str(root)).load(0)
+    assert (np.concatenate([s.labels for _, s in combine.items()]) == 0).sum() == 12  # COVID-19 kept
+
+
+def test_covid_without_a_class_fails_naming_it(tmp_path):
+    root = write_covid_fixture(tmp_path / "covid")
+    meta = pd.read_csv(root / "metadata.csv")
+    meta[~meta["finding"].str.startswith("COVID-19")].to_csv(root / "metadata.csv", index=False)
+    with pytest.raises(DataError, match=r"(?s)finding \['COVID-19'\].*Pneumonia/Viral/COVID-19"):
+        loader(CovidChestXray, root, tmp_path / "cache").load(0)
+
+
+def test_a_listed_image_that_is_missing_is_an_error(tmp_path):
+    root = write_covid_fixture(tmp_path / "covid")
+    (root / "images" / "x5.png").unlink()
+    with pytest.raises(DataError, match="image 'images/x5.png' listed in the metadata is missing"):
+        loader(CovidChestXray, root, tmp_path / "cache").load(0)
+
+
+def test_edited_data_gives_new_splits_not_the_cached_ones(tmp_path):
+    from harness.cache import Cache
+    from harness.runner import _splits
+
+    root = write_covid_fixture(tmp_path / "covid")
+    cache, identity = Cache(tmp_path / "artifacts"), {"name": "covid"}  # same plugin, version, parameters
+    key, splits = _splits(cache, loader(CovidChestXray, root, tmp_path / "cache"), identity)
+    assert sum(len(s) for _, s in splits.items()) == 24
+    meta = pd.read_csv(root / "metadata.csv")
+    meta.iloc[4:].to_csv(root / "metadata.csv", index=False)  # four rows fewer
+    new_key, new_splits = _splits(cache, loader(CovidChestXray, root, tmp_path / "cache"), identity)
+    assert new_key != key and sum(len(s) for _, s in new_splits.items()) == 20
+    again = _splits(cache, loader(CovidChestXray, root, tmp_path / "cache"), identity)[0]
+    assert again == new_key  # unchanged data: same key
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("", r"HAM10000_metadata.csv is empty; it needs the columns \['lesion_id', 'image_id', 'dx'"),
+    ("lesion_id,image_id,age,sex,localization\nHAM_0,ISIC_0000000,40,male,back\n",
+     r"(?s)HAM10000_metadata.csv lacks the columns \['dx'\].*Expected layout.*lesion_id, image_id, dx"),
+])
+def test_a_bad_metadata_file_names_the_file_the_columns_and_the_layout(tmp_path, content, expected):
+    root = tmp_path / "ham"
+    root.mkdir()
+    (root / "HAM10000_metadata.csv").write_text(content)
+    with pytest.raises(DataError, match=expected):
+        loader(Ham10000, root, tmp_path / "cache").load(0)
+
+
+def test_fitzpatrick_counts_rows_without_image_and_reads_url_alphanum_names(tmp_path):
+    root = tmp_path / "fitz"
+    rows = write_fitzpatrick_fixture(root)
+    first = rows.iloc[0]
+    (root / "images" / f"{first.md5hash}.jpg").rename(root / "images" / f"{first.url_alphanum}.jpg")
+    with pytest.warns(UserWarning, match=r"1 of 14 rows of subset 'skindiff7' have no image"):
+        splits = loader(Fitzpatrick17k, root, tmp_path / "cache", subset="skindiff7").load(0)
+    assert sum(len(s) for _, s in splits.items()) == 13  # the renamed image is found by its url_alphanum name
+
+
+ISIC2017 = SHARED / "isic2017"
+
+
+@pytest.mark.skipif(not ISIC2017.is_dir(), reason=f"ISIC 2017 is not at {ISIC2017}")
+def test_isic2017_official_validation_and_a_stratified_test_split(tmp_path):
+    from plugins.datasets.skin_real import Isic2017
+
+    splits = Isic2017(root=str(ISIC2017), cache_dir=str(tmp_path), resolution=16).load(0)
+    sizes = {name: len(s) for name, s in splits.items()}
+    assert sizes["val"] == 150 and sizes["train"] + sizes["test"] == 2000 and abs(sizes["test"] - 400) <= 3
+    assert splits.val.label_names == ["other", "melanoma"] and splits.val.attribute_vocab["sex"] == ["female", "male"]
+    assert int(splits.val.labels.sum()) == 30  # the official validation split: 30 melanomas of 150
+    train_and_test = [splits.train, splits.test]
+    for sex in (0, 1, -1):  # each class x sex stratum keeps its share (README: melanoma f 118/871, m 197/900, ? 59/229)
+        for label in (0, 1):
+            n = [int(((s.attributes["sex"] == sex) & (s.labels == label)).sum()) for s in train_and_test]
+            assert n[1] == round(0.2 * sum(n)), (sex, label, n)
+    assert int(splits.test.labels.sum()) == round(0.2 * 118) + round(0.2 * 197) + round(0.2 * 59)
+    assert not set(splits.test.ids) & set(splits.train.ids)
+    assert Isic2017(root=str(ISIC2017), cache_dir=str(tmp_path), resolution=16).load(0).test.ids.tolist() == \
+        splits.test.ids.tolist()  # seeded: the same cut again
+    assert splits.train.images.std() > 20 and set(splits.train.attribute_vocab["age"]) == {"<40", "40-59", "60+"}

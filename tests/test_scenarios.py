@@ -7,8 +7,8 @@ import pytest
 from harness import ImageSet
 from harness.data import DataError
 from harness.groups import with_intersection
-from harness.scenarios import (Cap, HoldoutKeys, MinorityFraction, MinorityPerClass, OneSitePerClass, Scenario,
-                               default_scenarios, site_scenarios)
+from harness.scenarios import (Cap, HoldoutKeys, LongTail, MinorityFraction, MinorityPerClass, OneSitePerClass,
+                               Scenario, default_scenarios, site_scenarios)
 from plugins.datasets.derm import Derm
 
 
@@ -53,6 +53,18 @@ def test_minority_fraction_sets_the_smallest_groups_share():
     cut, _ = MinorityFraction("tone", p=0.05).apply(train, 0)
     assert counts(cut)[:2] == [900, 500]
     assert counts(cut)[2] == round(0.05 * 1400 / 0.95)
+
+
+def test_minority_fraction_never_picks_the_unknown_group():
+    train = make_train({"a": 900, "b": 500, "c": 400})
+    unknown = np.arange(len(train)) % 100 == 0  # 18 samples of unknown tone: fewer than any known group
+    tones = np.where(unknown, -1, train.attributes["tone"])
+    train = ImageSet(train.images, train.labels, {**train.attributes, "tone": tones}, train.label_names,
+                     train.attribute_vocab, train.ids)
+    cut, report = MinorityFraction("tone", p=0.05).apply(train, 0)
+    assert report["minority_group"] == "c"
+    assert int((cut.attributes["tone"] == -1).sum()) == int(unknown.sum())  # unknown samples are kept, not cut
+    assert int((cut.attributes["tone"] == 2).sum()) < 100
 
 
 def test_skin_diff_scenarios_keep_all_eight_per_class_or_none_of_the_minority():
@@ -147,3 +159,16 @@ def test_intersection_combines_attributes_and_propagates_unknown():
     capped, _ = Cap("tone*site", k=0).apply(combined, 0)  # scenarios work on intersections too
     assert capped.attributes["tone*site"].tolist() == [2, 2]
     assert "tone*site" not in train.attributes  # the input is not modified
+
+
+def test_long_tail_keeps_an_exponential_class_profile_and_each_class_group_mix():
+    train = make_train({"light": 3000, "dark": 1000}, n_classes=5)
+    head = int((train.labels == 0).sum())
+    cut, report = LongTail("tone", ratio=100).apply(train, seed=0)
+    kept = np.bincount(cut.labels, minlength=5)
+    assert kept.tolist() == [int(head * 100 ** (-c / 4)) for c in range(5)]
+    assert kept[0] / kept[4] == pytest.approx(100, rel=0.1) and report["imbalance_ratio"] == 100
+    for label in range(3):  # the dark share of a class survives the cut (about 1 in 4)
+        members = cut.labels == label
+        assert abs((cut.attributes["tone"][members] == 1).mean() - 0.25) < 0.1
+    assert set(default_scenarios("tone")) >= {"longtail10", "longtail100"}

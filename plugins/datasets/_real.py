@@ -97,6 +97,25 @@ class RealDataset(Dataset):
             parts["test_ood"] = full.subset(np.flatnonzero(split == "test_ood"))
         return Splits(**parts).validate(self.name)
 
+    def data_roots(self) -> list[Path]:
+        """The folders this dataset reads; `data_digest` covers every file under them."""
+        return [self.root()]
+
+    def data_digest(self) -> str:
+        """Digest of the file list under the data roots (path, size, mtime), so edited, added or
+        removed metadata or images give new splits instead of the cached ones."""
+        digest = hashlib.sha256()
+        image_cache = Path(self.params["cache_dir"] or default_cache()).resolve()
+        for root in self.data_roots():
+            digest.update(f"{root}\n".encode())
+            for folder, dirs, names in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if (Path(folder) / d).resolve() != image_cache)  # our own output
+                for name in sorted(names):
+                    path = Path(folder) / name
+                    stat = path.stat()
+                    digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:20]
+
     def assign_splits(self, table: pd.DataFrame, seed: int) -> np.ndarray:
         """'train' / 'val' / 'test' (or 'test_ood', or DROP) per row; by default a seeded hash of the patient."""
         return assign_splits(table["patient"].astype(str), seed, self.params["val_fraction"],
@@ -158,6 +177,24 @@ def _images_sha256(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def read_metadata(dataset: RealDataset, path: Path, columns: list[str]) -> pd.DataFrame:
+    """A metadata CSV with the columns a loader reads; an empty file or a missing column is a
+    DataError naming the file, the missing columns and the expected layout."""
+    expected = f"Expected layout under root:\n{dataset.layout}"
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"dataset '{dataset.name}': {path} is empty; it needs the columns {columns}.\n"
+                        f"{expected}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"dataset '{dataset.name}': {path} is not a readable CSV ({exc}).\n{expected}") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"dataset '{dataset.name}': {path} lacks the columns {missing} (it has {list(table.columns)}); "
+                        f"the loader reads {columns}.\n{expected}")
+    return table
+
+
 def inside(root: Path, relative: str | os.PathLike) -> Path:
     """root / relative, refusing paths that escape root (absolute paths, '..', links outside)."""
     path = (root / relative).resolve()
@@ -191,6 +228,16 @@ def assign_splits(patients: pd.Series, seed: int, val_fraction: float, test_frac
 
     u = patients.map(draw).to_numpy()
     return np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train"))
+
+
+def seeded_fraction(ids: pd.Series, strata: pd.Series, seed: int, fraction: float) -> np.ndarray:
+    """A boolean mask choosing round(fraction x n) rows of every stratum, by a seeded hash of the id:
+    deterministic, and stratified so each class x group keeps its share."""
+    rank = ids.astype(str).map(lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
+    order = pd.DataFrame({"stratum": strata.to_numpy(), "rank": rank.to_numpy()})
+    position = order.groupby("stratum")["rank"].rank(method="first").to_numpy()
+    size = order.groupby("stratum")["rank"].transform("size").to_numpy()
+    return position <= np.round(fraction * size)
 
 
 def age_bucket(ages: pd.Series, edges: list[float], names: list[str]) -> pd.Series:

@@ -8,7 +8,7 @@ from typing import ClassVar
 import pandas as pd
 
 from harness import hookimpl
-from plugins.datasets._real import RealDataset, age_bucket, sex_name
+from plugins.datasets._real import RealDataset, age_bucket, read_metadata, sex_name
 
 SUBJECT = re.compile(r"(OAS1_\d{4}_MR\d)")
 
@@ -28,7 +28,7 @@ class Oasis1(RealDataset):
               "  Data/**/OAS1_XXXX_MR1*.jpg|png   2D slices; the subject ID is read from the file name")
 
     def read_table(self, root: Path) -> pd.DataFrame:
-        subjects = pd.read_csv(root / "oasis_cross-sectional.csv").set_index("ID")
+        subjects = read_metadata(self, root / "oasis_cross-sectional.csv", ["ID", "M/F", "Age", "CDR"]).set_index("ID")
         rows = []
         for image in sorted((root / "Data").rglob("*")):
             match = SUBJECT.search(image.name)

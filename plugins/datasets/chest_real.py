@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness import DataError, hookimpl
-from plugins.datasets._real import RealDataset, age_bucket, inside, sex_name
+from plugins.datasets._real import RealDataset, age_bucket, inside, read_metadata, sex_name
 
 AGE_EDGES, AGE_NAMES = [40, 60, 80], ["<40", "40-59", "60-79", "80+"]
 FRONTAL_VIEWS = {"PA", "AP", "AP Supine", "AP semi erect", "AP Erect"}
@@ -37,7 +37,8 @@ class CheXpert(RealDataset):
         self.high_risk_classes = [f for f in self.label_names if f in ("Pneumothorax", "Pneumonia")]
 
     def read_table(self, root: Path) -> pd.DataFrame:
-        tables = [pd.read_csv(root / name) for name in ("train.csv", "valid.csv") if (root / name).exists()]
+        tables = [read_metadata(self, root / name, ["Path", "Sex", "Age", "Frontal/Lateral"])
+                  for name in ("train.csv", "valid.csv") if (root / name).exists()]
         meta = pd.concat(tables, ignore_index=True)
         unknown = [f for f in self.label_names if f not in meta.columns]
         if unknown:
@@ -75,13 +76,20 @@ class CovidChestXray(RealDataset):
     defaults = {**RealDataset.defaults, "top_sites": 5}  # sites beyond the largest few become "other"
 
     def read_table(self, root: Path) -> pd.DataFrame:
-        meta = pd.read_csv(root / "metadata.csv")
+        meta = read_metadata(self, root / "metadata.csv",
+                             ["patientid", "sex", "age", "finding", "view", "modality", "location", "filename"])
         meta = meta[(meta["modality"] == "X-ray") & meta["view"].isin(FRONTAL_VIEWS) & (meta["finding"] != "todo")]
-        meta = meta[[(root / "images" / str(f)).is_file() for f in meta["filename"]]]
         meta = meta.drop_duplicates("filename")  # the collection lists some images twice (several offsets)
+        labels = meta["finding"].astype(str).map(self._label)
+        absent = [name for name in self.label_names if not (labels == name).any()]
+        if absent:
+            raise DataError(f"covid: no frontal X-ray in {root / 'metadata.csv'} has the finding {absent} (findings "
+                            f"seen: {sorted(meta['finding'].astype(str).unique())}); the loader expects the "
+                            f"collection's metadata, where a finding is a name or a path such as "
+                            f"Pneumonia/Viral/COVID-19")
         return pd.DataFrame({
             "path": "images/" + meta["filename"].astype(str),
-            "label": meta["finding"].map(self._label),
+            "label": labels,
             "patient": meta["patientid"].astype(str),
             "sex": sex_name(meta["sex"]), "age": age_bucket(meta["age"], AGE_EDGES, AGE_NAMES),
             "site": self._sites(meta["location"]),
@@ -89,9 +97,12 @@ class CovidChestXray(RealDataset):
 
     @staticmethod
     def _label(finding: str) -> str:
-        if finding.startswith("COVID-19"):
+        """A finding as the collection writes it: a name ("COVID-19", "COVID-19, ARDS") or, in its
+        newer metadata, a path whose last part is the name ("Pneumonia/Viral/COVID-19")."""
+        name = finding.rsplit("/", 1)[-1].strip()
+        if name.startswith("COVID-19"):
             return "COVID-19"
-        return "No Finding" if finding == "No Finding" else "other pneumonia"
+        return "No Finding" if name == "No Finding" else "other pneumonia"
 
     def _sites(self, locations: pd.Series) -> pd.Series:
         top = locations.value_counts().index[: self.params["top_sites"]]
@@ -140,7 +151,15 @@ class CheXpertCombine(RealDataset):
                                        "patient": source + ":" + table["patient"].astype(str),
                                        "sex": table["sex"], "age": table["age"], "source": source}))
         self.covid_root = covid_root
-        return pd.concat(parts, ignore_index=True)
+        table = pd.concat(parts, ignore_index=True)
+        absent = [name for name in self.label_names if not (table["label"] == name).any()]
+        if absent:
+            raise DataError(f"chexpert_combine: no rows of {absent} in CheXpert ({root}) or the COVID-19 collection "
+                            f"({covid_root}); every class of the combine must have images")
+        return table
+
+    def data_roots(self) -> list[Path]:
+        return [self.root(), self.covid.root()]
 
     def files(self, root: Path, table: pd.DataFrame) -> list[Path]:
         roots = {"chexpert": root, "covid": self.covid_root}

@@ -1,13 +1,16 @@
-"""Real dermatology loaders: Fitzpatrick17k (skin tone) and HAM10000 / ISIC 2018 (age, sex, body site)."""
+"""Real dermatology loaders: Fitzpatrick17k (skin tone), HAM10000 / ISIC 2018 (age, sex, body site) and
+ISIC 2017 (sex, age; melanoma vs other)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from harness import DataError, hookimpl
-from plugins.datasets._real import RealDataset, age_bucket, sex_name
+from plugins.datasets._real import RealDataset, age_bucket, read_metadata, seeded_fraction, sex_name
 
 #: class subsets of Fitzpatrick17k's `label` column
 FITZPATRICK_SUBSETS = {
@@ -45,7 +48,9 @@ class Fitzpatrick17k(RealDataset):
     required = ["fitzpatrick17k.csv", "images"]
     source = "https://github.com/mattgroh/fitzpatrick17k (CSV; images downloaded from its url column)"
     layout = ("  fitzpatrick17k.csv          the released metadata (md5hash, fitzpatrick_scale, label, "
-              "three_partition_label, ...)\n  images/<md5hash>.jpg        one image per row (rows without an image are skipped)")
+              "three_partition_label, ..., url_alphanum)\n"
+              "  images/<md5hash>.jpg        one image per row, or images/<url_alphanum> as named by the CSV's\n"
+              "                              url_alphanum column (rows without an image are left out and counted)")
     defaults = {**RealDataset.defaults, "subset": "fairgen5"}
     choices = {"subset": [*FITZPATRICK_SUBSETS, "all", *PARTITIONS]}
 
@@ -56,13 +61,18 @@ class Fitzpatrick17k(RealDataset):
         self.high_risk_classes = high_risk(self.label_names)
 
     def read_table(self, root: Path) -> pd.DataFrame:
-        meta = pd.read_csv(root / "fitzpatrick17k.csv")
         subset = self.params["subset"]
         column = f"{subset}_label" if subset in PARTITIONS else "label"
+        meta = read_metadata(self, root / "fitzpatrick17k.csv", ["md5hash", "fitzpatrick_scale", column])
         if subset != "all":
             meta = meta[meta[column].isin(self.label_names)]
-        paths = "images/" + meta["md5hash"].astype(str) + ".jpg"
-        present = [(root / p).is_file() for p in paths]
+        paths = pd.Series([self._image(root, row) for row in meta.itertuples()], index=meta.index, dtype=object)
+        present = paths.notna().to_numpy()
+        if not present.all():
+            # the images are downloaded from third-party URLs, and some are always gone: say how many
+            warnings.warn(f"fitzpatrick17k: {int((~present).sum())} of {len(meta)} rows of subset '{subset}' have no "
+                          f"image under {root / 'images'} (looked for <md5hash>.jpg and <url_alphanum>); "
+                          f"they are left out", stacklevel=2)
         meta, paths = meta[present], paths[present]
         if subset == "all":
             self.label_names = sorted(meta[column].unique())
@@ -73,6 +83,17 @@ class Fitzpatrick17k(RealDataset):
             "patient": meta["md5hash"].astype(str),  # no patient ids are released; one image each
             "skin_tone": meta["fitzpatrick_scale"].map(TONE_OF_TYPE),
         })
+
+
+    @staticmethod
+    def _image(root: Path, row: Any) -> str | None:
+        """images/<md5hash>.jpg (the dataset's own naming), else the `url_alphanum` name that
+        downloaders of the URL column use; None when neither exists."""
+        names = [f"{row.md5hash}.jpg"]
+        alphanum = getattr(row, "url_alphanum", None)
+        if isinstance(alphanum, str) and alphanum:
+            names += [alphanum, f"{alphanum}.jpg"]
+        return next((f"images/{name}" for name in names if (root / "images" / name).is_file()), None)
 
 
 class Ham10000(RealDataset):
@@ -90,7 +111,8 @@ class Ham10000(RealDataset):
     image_folders = ("HAM10000_images_part_1", "HAM10000_images_part_2", "images")
 
     def read_table(self, root: Path) -> pd.DataFrame:
-        meta = pd.read_csv(root / "HAM10000_metadata.csv")
+        meta = read_metadata(self, root / "HAM10000_metadata.csv",
+                             ["lesion_id", "image_id", "dx", "age", "sex", "localization"])
         paths = [self._find(root, image_id) for image_id in meta["image_id"]]
         if None in paths:
             missing = meta["image_id"][[p is None for p in paths]].iloc[0]
@@ -107,6 +129,57 @@ class Ham10000(RealDataset):
         return None
 
 
+class Isic2017(RealDataset):
+    """ISIC 2017 classification (Codella et al. 2017): melanoma vs other, sex as the sensitive attribute and
+    age groups as a second one. The official validation images are `val`; `test` is carved from the official
+    training images, stratified by class x sex and seeded (the official test images carry no labels here)."""
+
+    name = "isic2017"
+    version = "1"
+    label_names: ClassVar[list[str]] = ["other", "melanoma"]
+    high_risk_classes: ClassVar[list[str]] = ["melanoma"]
+    sensitive_attributes: ClassVar[list[str]] = ["sex", "age"]
+    vocabularies = {"sex": ["female", "male"], "age": ["<40", "40-59", "60+"]}
+    parts = {"Training": "train", "Validation": "val"}
+    required = [f"ISIC-2017_{part}_{what}" for part in parts for what in ("Data", "Data_metadata.csv", "Classes.csv")]
+    source = "https://challenge.isic-archive.com/data/#2017 (or ../shared/data/isic2017 here, resized to 256 px)"
+    layout = ("  ISIC-2017_Training_Data/ISIC_<id>.jpg        and ISIC-2017_Validation_Data/ISIC_<id>.jpg\n"
+              "  ISIC-2017_{Training,Validation}_Data_metadata.csv   image_id, age_approximate, sex\n"
+              "  ISIC-2017_{Training,Validation}_Classes.csv         image_id, melanoma (0.0 / 1.0)")
+    # the official validation split is `val`; only the test share of the training images is a parameter
+    defaults = {k: v for k, v in RealDataset.defaults.items() if k != "val_fraction"}
+
+    def read_table(self, root: Path) -> pd.DataFrame:
+        tables = []
+        for part, split in self.parts.items():
+            meta = read_metadata(self, root / f"ISIC-2017_{part}_Data_metadata.csv",
+                                 ["image_id", "age_approximate", "sex"])
+            classes = read_metadata(self, root / f"ISIC-2017_{part}_Classes.csv", ["image_id", "melanoma"])
+            table = meta.merge(classes, on="image_id", how="outer", indicator=True)
+            unmatched = table[table["_merge"] != "both"]["image_id"].tolist()
+            if unmatched:
+                raise DataError(f"isic2017: {len(unmatched)} image ids are in only one of the {part} metadata and "
+                                f"classes files (e.g. {unmatched[:3]}); both files must list the same images")
+            tables.append(pd.DataFrame({
+                "path": f"ISIC-2017_{part}_Data/" + table["image_id"] + ".jpg",
+                "label": np.where(table["melanoma"] == 1, "melanoma", "other"),
+                "patient": table["image_id"],  # no patient ids are released; one lesion per image
+                "sex": sex_name(table["sex"]),
+                "age": age_bucket(table["age_approximate"], [40, 60], ["<40", "40-59", "60+"]),
+                "official": split}))
+        return pd.concat(tables, ignore_index=True)
+
+    def assign_splits(self, table: pd.DataFrame, seed: int) -> np.ndarray:
+        """Official validation -> val; of the training images, a seeded test_fraction of every class x sex
+        stratum -> test, the rest train."""
+        split = table["official"].to_numpy().copy()
+        training = table[table["official"] == "train"]
+        strata = training["label"] + "|" + training["sex"].fillna("unknown")
+        test = seeded_fraction(training["patient"], strata, seed, self.params["test_fraction"])
+        split[training.index[test]] = "test"
+        return split
+
+
 @hookimpl
 def harness_datasets() -> list[type]:
-    return [Fitzpatrick17k, Ham10000]
+    return [Fitzpatrick17k, Ham10000, Isic2017]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from harness import DataError, hookimpl
 from harness.scenarios import Scenario, default_scenarios, site_scenarios
-from plugins.datasets._real import DROP, RealDataset, assign_splits
+from plugins.datasets._real import DROP, RealDataset, assign_splits, read_metadata
 
 TCGA_BARCODE = re.compile(r"TCGA-([A-Z0-9]{2})-([A-Z0-9]{4})")
 # WILDS' official split (wilds/datasets/camelyon17_dataset.py; 0-indexed centers, the paper numbers hospitals
@@ -41,7 +41,7 @@ class Camelyon17(RealDataset):
     choices = {"split_scheme": ["wilds", "patient"]}
 
     def read_table(self, root: Path) -> pd.DataFrame:
-        meta = pd.read_csv(root / "metadata.csv")
+        meta = read_metadata(self, root / "metadata.csv", ["patient", "node", "x_coord", "y_coord", "tumor", "center"])
         if self.params["split_scheme"] == "wilds" and "split" not in meta.columns:
             raise DataError(f"camelyon17: {root / 'metadata.csv'} has no 'split' column (WILDS' ID validation "
                             f"flag); use WILDS' metadata.csv or split_scheme = \"patient\". Expected:\n{self.layout}")
@@ -101,11 +101,10 @@ class TcgaUT(RealDataset):
         table["gender"] = table["patient"].map(clinical.get("gender", {}))
         return table
 
-    @staticmethod
-    def _clinical(root: Path) -> dict[str, dict[str, str]]:
+    def _clinical(self, root: Path) -> dict[str, dict[str, str]]:
         if not (root / "clinical.csv").exists():
             return {}
-        clinical = pd.read_csv(root / "clinical.csv").drop_duplicates("case_submitter_id").set_index("case_submitter_id")
+        clinical = read_metadata(self, root / "clinical.csv", ["case_submitter_id"]).drop_duplicates("case_submitter_id").set_index("case_submitter_id")
         known = lambda v: None if pd.isna(v) or str(v).startswith(("not ", "Not ", "'--", "unknown")) else str(v)  # noqa: E731
         return {column: clinical[column].map(known).to_dict() for column in ("race", "gender") if column in clinical}
 
