@@ -44,6 +44,22 @@ def test_a_partial_run_is_checked_on_the_cells_it_has(full_baseline, tmp_path, c
     assert "toy/s1/clf/test/none" in out and "toy/s1/clf/test/oversample" in out and "toy/s0/" not in out
 
 
+def test_an_only_run_passes_against_the_full_grids_baseline(tiny_grid, toy_plugins, tmp_path, capsys):
+    cache, full, part = tmp_path / "cache", tmp_path / "full", tmp_path / "part"
+    assert main(["run", str(tiny_grid), "--out", str(full), "--cache", str(cache), "--plugins", toy_plugins,
+                 "--quiet"]) == 0
+    baseline = tmp_path / "baseline.csv"
+    assert main(["baseline", str(full), "--output", str(baseline)]) == 0
+    assert main(["run", str(tiny_grid), "--out", str(part), "--cache", str(cache), "--plugins", toy_plugins,
+                 "--only", "scenario=natural", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(part), "--baseline", str(baseline)]) == 0
+    assert "3 baseline cell(s) missing from the run, not compared" in capsys.readouterr().err
+    assert main(["check", str(part), "--baseline", str(baseline), "--complete"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("MISSING") == 1 and out.count("toy/cap100/") == 3 and "toy/natural/" not in out
+
+
 def test_a_run_sharing_no_cell_is_an_error_not_a_pass(full_baseline, tmp_path, capsys):
     other = write_run(tmp_path / "other", {"flipcopy": 0.9}, tables=1)
     assert main(["check", str(other), "--baseline", str(full_baseline)]) == 2
