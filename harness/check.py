@@ -172,18 +172,17 @@ def baseline_table(run_dir: Path, spread_factor: float = SPREAD_FACTOR, drift_ru
     """
     summary = load_summary(run_dir)
     drift = measure_drift(summary, load_summary(drift_run)) if drift_run is not None else {}
-    summary["spread_factor"] = spread_factor
-    columns = ROW_KEYS + ["n_seeds", "spread_factor"]
+    columns = {**{k: summary[k] for k in ROW_KEYS + ["n_seeds"]}, "spread_factor": spread_factor}
     for name in _metrics(summary):
         metric = METRICS[name]
         mean, sd = summary[f"{name}_mean"], summary[f"{name}_sd"].fillna(0.0)
         noise = spread_factor * sd * (2.0 / summary["n_seeds"].clip(lower=1)) ** 0.5
-        summary[f"{name}_drift"] = drift.get(name, pd.Series(0.0, index=summary.index))
         floor = mean.abs().fillna(0.0).map(metric.floor)
-        summary[f"{name}_tol"] = np.maximum.reduce([floor, noise, summary[f"{name}_drift"]])
-        summary[f"{name}_tol_kind"] = metric.tolerance_kind
-        columns += [f"{name}_mean", f"{name}_sd", f"{name}_tol", f"{name}_drift", f"{name}_tol_kind"]
-    return summary[columns]
+        drift_term = drift.get(name, pd.Series(0.0, index=summary.index))
+        columns.update({f"{name}_mean": mean, f"{name}_sd": summary[f"{name}_sd"],
+                        f"{name}_tol": np.maximum.reduce([floor, noise, drift_term]),
+                        f"{name}_drift": drift_term, f"{name}_tol_kind": metric.tolerance_kind})
+    return pd.DataFrame(columns, index=summary.index)
 
 
 def measure_drift(summary: pd.DataFrame, other: pd.DataFrame) -> dict[str, pd.Series]:
