@@ -5,9 +5,10 @@ up for ↓ metrics). Only the cells the run contains are compared, so a run of p
 (`--only`) can be gated; `complete=True` makes baseline cells the run lacks fail too.
 
 The baseline CSV (written by `baseline_table`) holds, per cell and metric, `<metric>_mean`,
-`<metric>_sd`, `<metric>_tol` (the tolerance, in the metric's units) and `<metric>_drift` (the
-change measured when the same grid ran under another oneDNN ISA and thread count), plus one
-`<metric>_tol_kind` (`absolute` or `relative`) and the `spread_factor` k. The tolerance is
+`<metric>_sd`, `<metric>_tol` (the tolerance, in the metric's units), `<metric>_drift` (the
+largest change of one record when the same grid ran under another oneDNN ISA and thread count;
+`measure_drift`) and `<metric>_tol_kind` (`absolute` or `relative`), plus the `spread_factor` k.
+The tolerance is
 
     max(floor, k × sd × √(2/n_seeds), drift)
 
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from harness.compare import CSV_PRECISION
-from harness.leaderboard import TABLE_KEYS, load_summary
+from harness.leaderboard import TABLE_KEYS, load_records, load_summary, records_frame
 from harness.metrics import HIGHER, METRICS
 
 ROW_KEYS = TABLE_KEYS + ["method"]
@@ -171,7 +172,7 @@ def baseline_table(run_dir: Path, spread_factor: float = SPREAD_FACTOR, drift_ru
     `drift_run`, the same grid run under another ISA (`measure_drift`); without one it is 0.
     """
     summary = load_summary(run_dir)
-    drift = measure_drift(summary, load_summary(drift_run)) if drift_run is not None else {}
+    drift = measure_drift(run_dir, drift_run, summary) if drift_run is not None else {}
     columns = {**{k: summary[k] for k in ROW_KEYS + ["n_seeds"]}, "spread_factor": spread_factor}
     for name in _metrics(summary):
         metric = METRICS[name]
@@ -185,33 +186,42 @@ def baseline_table(run_dir: Path, spread_factor: float = SPREAD_FACTOR, drift_ru
     return pd.DataFrame(columns, index=summary.index)
 
 
-def measure_drift(summary: pd.DataFrame, other: pd.DataFrame) -> dict[str, pd.Series]:
-    """Per metric, the drift term of each cell of `summary` given `other`, the same grid run under
-    another ISA and thread count (separate cache).
+def measure_drift(run_dir: Path, drift_run: Path, summary: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per metric, the drift term of each cell of `summary` (the summary of `run_dir`), measured
+    against `drift_run`: the same grid run under another ISA and thread count, own cache.
 
-    A rerun elsewhere can move any cell, not only those that moved here, so the drift is pooled
-    over the cells both runs have: for absolute metrics the largest |Δ mean|; for relative ones
-    the largest |Δ|/|mean| over cells where the relative floor applies, times the cell's |mean|
-    (and at least the cell's own |Δ|).
+    Another ISA perturbs each seed's training on its own, so a cell's mean can move as far as
+    one record does (one seed diverging, the other not), and any cell can move, not only those
+    that moved in this one comparison. The drift is therefore pooled over every record (cell,
+    seed) both runs have: for absolute metrics the largest |Δ|; for relative ones the largest
+    |Δ|/|value| over records where the relative floor applies, times the cell's |mean| (and at
+    least the largest |Δ| of the cell's own records).
     """
-    other = other.astype({k: str for k in ROW_KEYS})
-    merged = summary.astype({k: str for k in ROW_KEYS}).merge(other, on=ROW_KEYS, how="left",
-                                                               suffixes=("", "_other"))
-    if merged[[f"{n}_mean_other" for n in _metrics(summary) if f"{n}_mean_other" in merged]].isna().all().all():
-        raise ValueError("the drift run shares no cell with the baseline run; run the same grid for both")
+    keys = ROW_KEYS + ["seed_index"]
+    mine, theirs = (records_frame(load_records(Path(d))) for d in (run_dir, drift_run))
+    if mine.empty or theirs.empty:
+        raise ValueError(f"no successful records in {run_dir if mine.empty else drift_run}")
+    pairs = mine.astype({k: str for k in keys}).merge(theirs.astype({k: str for k in keys}), on=keys,
+                                                       suffixes=("", "_other"))
+    if pairs.empty:
+        raise ValueError(f"{drift_run} shares no (cell, seed) with {run_dir}; run the same grid for both")
+    cells = summary[ROW_KEYS].astype(str)
     drift = {}
     for name in _metrics(summary):
-        if f"{name}_mean_other" not in merged:
+        if name not in pairs or f"{name}_other" not in pairs:
             continue
-        metric, mean = METRICS[name], merged[f"{name}_mean"]
-        delta = (merged[f"{name}_mean_other"] - mean).abs()
+        metric = METRICS[name]
+        delta = (pairs[f"{name}_other"] - pairs[name]).abs()
+        own = cells.merge(pairs.assign(delta=delta).groupby(ROW_KEYS)["delta"].max().reset_index(),
+                          on=ROW_KEYS, how="left")["delta"].fillna(0.0).to_numpy()
         if metric.tolerance_kind == "absolute":
-            pooled = pd.Series(delta.max(skipna=True), index=merged.index)
+            pooled = np.full(len(cells), delta.max(skipna=True) if delta.notna().any() else 0.0)
         else:
-            relative_regime = mean.abs() * metric.relative_tolerance >= metric.tolerance
-            ratio = (delta / mean.abs())[relative_regime]
-            pooled = ratio.max(skipna=True) * mean.abs() if ratio.notna().any() else pd.Series(0.0, index=merged.index)
-        drift[name] = np.fmax(pooled.fillna(0.0), delta.fillna(0.0)).set_axis(summary.index)
+            value = pairs[name].abs()
+            ratio = (delta / value)[value * metric.relative_tolerance >= metric.tolerance]
+            fraction = ratio.max(skipna=True) if ratio.notna().any() else 0.0
+            pooled = (fraction * summary[f"{name}_mean"].abs()).fillna(0.0).to_numpy()
+        drift[name] = pd.Series(np.fmax(pooled, own), index=summary.index)
     return drift
 
 

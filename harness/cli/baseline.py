@@ -27,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
     write_bytes_atomic(args.output, table.to_csv(index=False, float_format="%.6g").encode())
     print(f"wrote {args.output}: {len(table)} rows", file=sys.stderr)
     if args.drift_run is not None:
-        print(f"drift against {args.drift_run} (largest over cells):", file=sys.stderr)
+        print(f"drift against {args.drift_run} (largest change of one record; tolerance: largest over cells):", file=sys.stderr)
         print(drift_report(table).to_string(index=False, float_format="%.4g"), file=sys.stderr)
     return 0
