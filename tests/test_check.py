@@ -108,6 +108,19 @@ def test_the_drift_term_covers_a_rerun_under_another_isa(tmp_path, capsys):
     assert not check(elsewhere, with_drift).failed
 
 
+def test_fid_drift_is_pooled_as_a_fraction_of_the_value(tmp_path):
+    fid = {"oversample": 1e5, "noisy_copy": 2e5}
+    methods = {**METHODS, "noisy_copy": 0.85}
+    base = write_run(tmp_path / "base", methods, tables=1, fid=fid)
+    # under the other ISA only oversample's FID moved, by 8 %
+    drift_run = write_run(tmp_path / "drift", methods, tables=1, fid={**fid, "oversample": 1.08e5})
+    table = baseline_table(base, drift_run=drift_run).set_index("method")
+    assert table.loc["oversample", "fid_drift"] == pytest.approx(8e3, rel=1e-4)
+    # the unmoved cell gets 8 % of its own value, not 8,000
+    assert table.loc["noisy_copy", "fid_drift"] == pytest.approx(0.08 * table.loc["noisy_copy", "fid_mean"], rel=1e-3)
+    assert table.loc["noisy_copy", "fid_tol"] == pytest.approx(table.loc["noisy_copy", "fid_drift"])
+
+
 def record_acc(run) -> pd.Series:
     return records_frame(load_records(run)).set_index(["method", "seed_index"])["acc"]
 
