@@ -154,3 +154,17 @@ def test_each_failure_says_whether_it_is_inside_the_replicate_spread(full_run, f
     assert main(["check", str(nudged), "--baseline", str(full_baseline), "--tolerance", "acc=0.001"]) == 1
     out = capsys.readouterr().out
     assert "NOISE toy/s0/clf/test/none: acc dropped by" in out and "inside the replicate spread" in out
+
+
+def test_the_committed_smoke_baseline_carries_a_measured_drift():
+    from pathlib import Path
+
+    table = pd.read_csv(Path(__file__).parents[1] / "leaderboards" / "smoke.csv")
+    metrics = [c[:-5] for c in table if c.endswith("_mean") and c[:-5] in METRICS]
+    assert metrics and all(f"{m}_drift" in table and f"{m}_tol_kind" in table for m in metrics)
+    assert table[[f"{m}_drift" for m in metrics]].to_numpy().max() > 0  # made with a drift run
+    for m in metrics:
+        noise = table["spread_factor"] * table[f"{m}_sd"].fillna(0) * (2 / table["n_seeds"]) ** 0.5
+        floor = table[f"{m}_mean"].abs().map(METRICS[m].floor)
+        expected = pd.concat([floor, noise, table[f"{m}_drift"]], axis=1).max(axis=1)
+        assert table[f"{m}_tol"].to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-4), m
