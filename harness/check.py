@@ -13,8 +13,9 @@ The tolerance is
     max(floor, k × sd × √(2/n_seeds), drift)
 
 where floor is the metric's registered tolerance, for unbounded metrics (the FID family) the
-larger of it and a fraction of |mean| (`Metric.floor`). Baselines written before drift columns
-existed still work: their drift counts as 0.
+larger of it and a fraction of |mean| (`Metric.floor`). The check never allows less than the
+floor, so baselines written before drift columns and relative floors existed still work (their
+drift counts as 0).
 
 For every metric past its tolerance the gate also says whether the change is inside the
 replicate spread of the two runs, k × √(sd_base²/n_base + sd_run²/n_run) (noise), or beyond it
@@ -148,12 +149,10 @@ def _compare(row: pd.Series, name: str, label: str, factor: float, override: flo
 
 
 def _tolerance(row: pd.Series, name: str, base: float) -> float:
-    """The baseline's `<metric>_tol` when it has one, else the metric's floor and the drift."""
-    tol = row.get(f"{name}_tol")
-    if tol is not None and not pd.isna(tol):
-        return float(tol)
-    drift = row.get(f"{name}_drift")
-    return max(METRICS[name].floor(base), 0.0 if drift is None or pd.isna(drift) else float(drift))
+    """The largest of the baseline's `<metric>_tol` and `<metric>_drift` (when it has them) and
+    the metric's floor, so a baseline written before a floor existed gets it too."""
+    stored = [float(row[c]) for c in (f"{name}_tol", f"{name}_drift") if c in row and not pd.isna(row[c])]
+    return max([METRICS[name].floor(base), *stored])
 
 
 def _sem(row: pd.Series, sd_column: str, n_column: str) -> float:

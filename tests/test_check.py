@@ -168,3 +168,13 @@ def test_the_committed_smoke_baseline_carries_a_measured_drift():
         floor = table[f"{m}_mean"].abs().map(METRICS[m].floor)
         expected = pd.concat([floor, noise, table[f"{m}_drift"]], axis=1).max(axis=1)
         assert table[f"{m}_tol"].to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-4), m
+
+
+def test_an_older_baseline_gets_the_relative_fid_floor(tmp_path):
+    base = write_run(tmp_path / "base", METHODS, tables=1, fid={"oversample": 1e5})
+    table = baseline_table(base)
+    table["fid_tol"] = 5.0  # written when fid's tolerance was an absolute 5.0
+    old = tmp_path / "old.csv"
+    table.drop(columns=[c for c in table if c.endswith(("_drift", "_tol_kind"))]).to_csv(old, index=False)
+    moved = write_run(tmp_path / "moved", METHODS, tables=1, fid={"oversample": 1e5 + 300})
+    assert not check(moved, old).failed
