@@ -173,7 +173,7 @@ def test_the_committed_smoke_baseline_carries_a_measured_drift():
 def test_an_older_baseline_gets_the_relative_fid_floor(tmp_path):
     base = write_run(tmp_path / "base", METHODS, tables=1, fid={"oversample": 1e5})
     table = baseline_table(base)
-    table["fid_tol"] = 5.0  # written when fid's tolerance was an absolute 5.0
+    table["fid_tol"] = 5.0  # absolute, as in a baseline written without the relative floor
     old = tmp_path / "old.csv"
     table.drop(columns=[c for c in table if c.endswith(("_drift", "_tol_kind"))]).to_csv(old, index=False)
     moved = write_run(tmp_path / "moved", METHODS, tables=1, fid={"oversample": 1e5 + 300})
