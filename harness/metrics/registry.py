@@ -3,7 +3,8 @@
 A metric is a pure function of an EvalInput (arrays only: no torch, no plugins) that returns a
 float, or a MetricValue carrying the reason when the value is NaN. Each metric declares its
 name, version, direction (which way is better), whether it is scale dependent (shown ×100 in
-the percent view) and the tolerance `harness check` allows by default.
+the percent view) and the tolerance `harness check` allows by default: an absolute floor, and for
+unbounded metrics (the FID family) also a fraction of the baseline value.
 """
 from __future__ import annotations
 
@@ -77,6 +78,17 @@ class Metric:
     #: what the metric is computed from: "predictions" (the augmented classifier on real test
     #: images), "cas" (the classifier trained on synthetic images only) or "fidelity" (images)
     source: str = "predictions"
+    #: > 0 for unbounded metrics, whose noise grows with their value (the FID family):
+    #: `harness check` then allows max(tolerance, relative_tolerance × |baseline|)
+    relative_tolerance: float = 0.0
+
+    @property
+    def tolerance_kind(self) -> str:
+        return "relative" if self.relative_tolerance > 0 else "absolute"
+
+    def floor(self, baseline: float) -> float:
+        """The change from `baseline` that `harness check` tolerates whatever the spread."""
+        return max(self.tolerance, self.relative_tolerance * abs(baseline))
 
     def __call__(self, inp: EvalInput) -> MetricValue:
         result = self.fn(inp)
@@ -94,7 +106,8 @@ ALIASES: dict[str, str] = {"worst_group_acc": "worst_acc", "gap_auc": "auc_gap"}
 
 
 def register_metric(name: str, direction: str, version: str = "1", scale_dependent: bool = True,
-                    tolerance: float = 0.02, description: str = "", source: str = "predictions") -> Callable:
+                    tolerance: float = 0.02, description: str = "", source: str = "predictions",
+                    relative_tolerance: float = 0.0) -> Callable:
     if direction not in (HIGHER, LOWER):
         raise ValueError(f"metric '{name}': direction must be '{HIGHER}' or '{LOWER}'")
 
@@ -102,7 +115,8 @@ def register_metric(name: str, direction: str, version: str = "1", scale_depende
         if name in METRICS:
             raise ValueError(f"metric '{name}' is registered twice ({METRICS[name].fn.__module__} and {fn.__module__})")
         doc_line = ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-        METRICS[name] = Metric(name, fn, direction, version, scale_dependent, tolerance, description or doc_line, source)
+        METRICS[name] = Metric(name, fn, direction, version, scale_dependent, tolerance, description or doc_line, source,
+                               relative_tolerance)
         return fn
 
     return decorate
