@@ -390,7 +390,8 @@ def _check_keys(entry: dict, allowed: dict, source: str, where: str) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed keys: {sorted(allowed)}"
-            errors.messages.append(f"{source}: unknown key '{prefix}{key}'{hint}")
+            shown = key if key.isprintable() else repr(key)[1:-1]  # one line per error, even for a key with '\n'
+            errors.messages.append(f"{source}: unknown key '{prefix}{shown}'{hint}")
         elif not _type_ok(value, allowed[key]):
             expected = allowed[key]
             name = expected.__name__ if isinstance(expected, type) else "number"
