@@ -219,7 +219,7 @@ def test_records_carry_schema_identity_replicates_and_the_manifest_the_machine(t
 
 
 def test_schema_1_records_load_as_not_recorded_and_newer_ones_are_refused(tmp_path):
-    board = Path(__file__).parents[1] / "leaderboards" / "smoke.results.jsonl"
+    board = Path(__file__).parent / "fixtures" / "schema1_records.jsonl"  # two records of an earlier smoke run
     old = records.load(board)
     assert old and {r["schema_version"] for r in old} == {1}
     assert all(r["predictions_sha256"] is None and r["replicate"] is None for r in old)

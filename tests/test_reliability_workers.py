@@ -63,8 +63,11 @@ def sleepy_run(tmp_path: Path, executor: str):
     pids.mkdir()
     sleepers = 2 if executor == "process" else 1
     command = run_command(grid, tmp_path / "run", tmp_path / "cache") + ["--executor", executor, "--workers", "2"]
+    # Ctrl-C as a terminal sends it: SIGINT at its default disposition in the run, even when this test
+    # itself was started where SIGINT is ignored (a background job of a non-interactive shell)
     proc = subprocess.Popen(command, env={**os.environ, "FAULT_PID_DIR": str(pids)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers: list[int] = []
     try:
         assert _wait(lambda: len(list(pids.iterdir())) == sleepers or proc.poll() is not None, 120), "no cell started"
