@@ -16,14 +16,16 @@ from harness.metrics.registry import EvalInput, MetricValue
 
 @dataclass
 class GroupCounts:
-    n: np.ndarray  # (G+1,) samples per row
-    pred: np.ndarray  # (G+1, K) predicted positive for class c (one-vs-rest)
-    pos: np.ndarray  # (G+1, K) true positive-class members
-    tp: np.ndarray  # (G+1, K) both
+    """Confusion counts per row (declared groups, then unknown). Leading axes are allowed: the
+    significance tests hold one table per bootstrap resample, n (B, G+1) and the others (B, G+1, K)."""
+    n: np.ndarray  # (..., G+1) samples per row
+    pred: np.ndarray  # (..., G+1, K) predicted positive for class c (one-vs-rest)
+    pos: np.ndarray  # (..., G+1, K) true positive-class members
+    tp: np.ndarray  # (..., G+1, K) both
 
     @property
     def neg(self) -> np.ndarray:
-        return self.n[:, None] - self.pos
+        return self.n[..., None] - self.pos
 
     @property
     def fp(self) -> np.ndarray:
@@ -34,8 +36,8 @@ class GroupCounts:
         return self.neg - self.fp
 
     def overall(self) -> "GroupCounts":
-        return GroupCounts(self.n.sum(keepdims=True), self.pred.sum(0, keepdims=True),
-                           self.pos.sum(0, keepdims=True), self.tp.sum(0, keepdims=True))
+        return GroupCounts(self.n.sum(-1, keepdims=True), self.pred.sum(-2, keepdims=True),
+                           self.pos.sum(-2, keepdims=True), self.tp.sum(-2, keepdims=True))
 
 
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

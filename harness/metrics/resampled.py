@@ -17,34 +17,9 @@ from typing import Callable
 import numpy as np
 from scipy import sparse
 
-from harness.metrics.groupstats import evaluated_classes, ratio, row_index
+from harness.metrics.groupstats import GroupCounts, evaluated_classes, ratio, row_index
 from harness.metrics.registry import METRICS, EvalInput, get_metric
 from harness.metrics.utility import _nan_mean
-
-
-@dataclass
-class Counts:
-    """Weighted confusion counts of B resamples: n (B, R), pred/pos/tp (B, R, K); rows R are the
-    declared groups then unknown."""
-    n: np.ndarray
-    pred: np.ndarray
-    pos: np.ndarray
-    tp: np.ndarray
-
-    @property
-    def neg(self) -> np.ndarray:
-        return self.n[..., None] - self.pos
-
-    @property
-    def fp(self) -> np.ndarray:
-        return self.pred - self.tp
-
-    @property
-    def tn(self) -> np.ndarray:
-        return self.neg - self.fp
-
-    def overall(self) -> "Counts":
-        return Counts(*(a.sum(1, keepdims=True) for a in (self.n, self.pred, self.pos, self.tp)))
 
 
 def weighted_sums(columns_by_sample: np.ndarray, columns: np.ndarray, num_columns: int,
@@ -84,7 +59,7 @@ class Resamples:
         return buffers[name]
 
 
-def counts(inp: EvalInput, resamples: Resamples) -> Counts:
+def counts(inp: EvalInput, resamples: Resamples) -> GroupCounts:
     """The weighted confusion counts of every resample: one sparse product per count table."""
     rows, weights = row_index(inp), resamples.by_sample
     num_rows, k = len(inp.group_names) + 1, inp.num_classes
@@ -96,20 +71,20 @@ def counts(inp: EvalInput, resamples: Resamples) -> Counts:
         cells = ((rows[:, None] * k + label) * 2 + y_true) * 2 + y_pred  # (n, L)
         samples = np.repeat(np.arange(len(rows)), k)
         table = weighted_sums(weights, cells.ravel(), num_rows * k * 4, samples).reshape(b, num_rows, k, 2, 2)
-        return Counts(n, table[..., :, 1].sum(-1), table[..., 1, :].sum(-1), table[..., 1, 1])
+        return GroupCounts(n, table[..., :, 1].sum(-1), table[..., 1, :].sum(-1), table[..., 1, 1])
     y_true, y_pred = np.asarray(inp.y_true).astype(np.intp), inp.y_pred.astype(np.intp)
     table = weighted_sums(weights, (rows * k + y_true) * k + y_pred, num_rows * k * k).reshape(b, num_rows, k, k)
-    return Counts(n, table.sum(2), table.sum(3), np.diagonal(table, axis1=2, axis2=3))
+    return GroupCounts(n, table.sum(2), table.sum(3), np.diagonal(table, axis1=2, axis2=3))
 
 
 # ---- reductions over groups, NaN-aware like harness.metrics.registry.aggregate ----
 
-def _valid_groups(inp: EvalInput, c: Counts) -> np.ndarray:
+def _valid_groups(inp: EvalInput, c: GroupCounts) -> np.ndarray:
     """(B, G): the group has at least min_group_n (and at least one) samples in the resample."""
     return c.n[:, :-1] >= max(inp.min_group_n, 1)
 
 
-def _group_values(inp: EvalInput, c: Counts, rows: np.ndarray) -> np.ndarray:
+def _group_values(inp: EvalInput, c: GroupCounts, rows: np.ndarray) -> np.ndarray:
     return np.where(_valid_groups(inp, c), rows[:, :-1], np.nan)
 
 
@@ -138,7 +113,7 @@ def _equity_scaled(overall: np.ndarray, groups: np.ndarray, scale: float = 1.0) 
     return np.where(np.isnan(overall), np.nan, value)
 
 
-def _per_class_gaps(inp: EvalInput, c: Counts, rates: np.ndarray) -> np.ndarray:
+def _per_class_gaps(inp: EvalInput, c: GroupCounts, rates: np.ndarray) -> np.ndarray:
     """(B, C) per-class max − min rate over valid groups where it is defined (NaN under 2)."""
     rates = np.where(_valid_groups(inp, c)[:, :, None], rates, np.nan)
     defined = ~np.isnan(rates)
@@ -146,20 +121,20 @@ def _per_class_gaps(inp: EvalInput, c: Counts, rates: np.ndarray) -> np.ndarray:
                     np.where(defined, rates, -np.inf).max(1) - np.where(defined, rates, np.inf).min(1), np.nan)
 
 
-def _class_gaps(inp: EvalInput, c: Counts, rates: np.ndarray) -> np.ndarray:
+def _class_gaps(inp: EvalInput, c: GroupCounts, rates: np.ndarray) -> np.ndarray:
     """The mean of the per-class gaps over classes where they are defined."""
     return _nan_mean(_per_class_gaps(inp, c, rates), 1)
 
 
 # ---- rows (groups + unknown) of utility values ----
 
-def _accuracy_rows(inp: EvalInput, c: Counts) -> np.ndarray:
+def _accuracy_rows(inp: EvalInput, c: GroupCounts) -> np.ndarray:
     if inp.multilabel:
         return ratio((c.tp + c.tn).sum(-1), c.n * inp.num_classes)
     return ratio(c.tp.sum(-1), c.n)
 
 
-def _balanced_rows(inp: EvalInput, c: Counts) -> np.ndarray:
+def _balanced_rows(inp: EvalInput, c: GroupCounts) -> np.ndarray:
     recall = ratio(c.tp, c.pos)
     if inp.multilabel:
         recall = _nan_mean(np.stack([recall, ratio(c.tn, c.neg)]), 0)
@@ -220,7 +195,7 @@ def _auc_cumulative(score: np.ndarray, positive: np.ndarray, rows: np.ndarray, n
     return weighted_sums(counted, r[where], num_rows)
 
 
-def _class_aucs(inp: EvalInput, resamples: Resamples, c: Counts) -> tuple[np.ndarray, np.ndarray]:
+def _class_aucs(inp: EvalInput, resamples: Resamples, c: GroupCounts) -> tuple[np.ndarray, np.ndarray]:
     """(overall (B, C), per row (B, R, C)) one-vs-rest AUCs of the evaluated classes."""
     rows, num_rows = row_index(inp), len(inp.group_names) + 1
     y_true, proba = np.asarray(inp.y_true), np.asarray(inp.proba)
@@ -263,7 +238,7 @@ class _Batch:
         return self._memo[key]
 
     @property
-    def c(self) -> Counts:
+    def c(self) -> GroupCounts:
         return self.get("counts", lambda: counts(self.inp, self.resamples))
 
     def overall(self, rows_fn) -> np.ndarray:
