@@ -34,7 +34,9 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from harness import metrics as metrics_package
-from harness import coverage, progress, records, sampling, scenarios
+from harness import coverage, progress, records
+from harness import sampling as sampling_module
+from harness import scenarios as scenario_module
 from harness.cache import Cache, file_sha256, files_digest, stable_hash, write_json_atomic
 from harness.contracts import ConfigError, Dataset, Generator
 from harness.data import DataError, ImageSet, Splits
@@ -52,8 +54,8 @@ from harness.sampling import plan_requests
 #: seeds vary the scenario cut, the generator and the classifier instead
 DATA_SEED = 0
 #: digests of the core code that shapes a stage's output (plugin code has its own digest)
-SCENARIO_CODE = files_digest([scenarios.__file__])
-SAMPLING_CODE = files_digest([sampling.__file__])
+SCENARIO_CODE = files_digest([scenario_module.__file__])
+SAMPLING_CODE = files_digest([sampling_module.__file__])
 METRICS_CODE = files_digest(sorted(Path(metrics_package.__file__).parent.glob("*.py")))
 
 

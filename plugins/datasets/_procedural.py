@@ -13,6 +13,7 @@ import zlib
 from typing import ClassVar
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from harness.contracts import ConfigError, Dataset
 from harness.data import ImageSet, Splits
@@ -78,8 +79,6 @@ class ProceduralDataset(Dataset):
 
 def acquire(images: np.ndarray, gain: tuple[float, ...], gamma: float, blur: float, resolution: int) -> np.ndarray:
     """uint8 images as another device records them: gamma, per-channel gain, then optical blur."""
-    from scipy.ndimage import gaussian_filter
-
     x = (images.astype(np.float32) / 255) ** gamma * np.asarray(gain, np.float32)[None, :, None, None]
     if blur:
         sigma = blur * resolution / 32
