@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from harness.leaderboard import TABLE_KEYS, load_summary
 from harness.metrics import HIGHER, METRICS
-from harness.stats import holm
+from harness.stats import holm, welch_from_summaries
 
 ROW_KEYS = TABLE_KEYS + ["method"]
 CSV_PRECISION = 1e-5  # relative; leaderboard CSVs are written with float_format "%.6g"
@@ -48,7 +47,7 @@ def compare(a: Path, b: Path, alpha: float = 0.05) -> pd.DataFrame:
             same = math.isclose(mean_a, mean_b, rel_tol=CSV_PRECISION, abs_tol=1e-12)
             delta = 0.0 if same else mean_b - mean_a
             better = delta > 0 if METRICS[name].direction == HIGHER else delta < 0
-            p = _welch(mean_a, row[f"{name}_sd_a"], row["n_seeds_a"],
+            p = welch_from_summaries(mean_a, row[f"{name}_sd_a"], row["n_seeds_a"],
                        mean_a if same else mean_b, row[f"{name}_sd_b"], row["n_seeds_b"])
             rows.append({**{k: row[k] for k in ROW_KEYS}, "metric": name, "a": mean_a, "b": mean_b, "delta": delta,
                          "change": "same" if delta == 0 else ("better" if better else "worse"), "p": p})
@@ -61,11 +60,3 @@ def compare(a: Path, b: Path, alpha: float = 0.05) -> pd.DataFrame:
         table.loc[tested, "p_holm"] = holm(table.loc[tested, "p"].to_numpy())
     table["significant"] = table["p_holm"] < alpha
     return table
-
-
-def _welch(mean_a: float, sd_a: float, n_a: float, mean_b: float, sd_b: float, n_b: float) -> float:
-    if n_a < 2 or n_b < 2 or pd.isna(sd_a) or pd.isna(sd_b):
-        return math.nan
-    if sd_a == 0 and sd_b == 0:
-        return 1.0 if mean_a == mean_b else 0.0
-    return float(stats.ttest_ind_from_stats(mean_a, sd_a, n_a, mean_b, sd_b, n_b, equal_var=False).pvalue)

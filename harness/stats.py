@@ -155,6 +155,16 @@ def paired_wilcoxon(method: Sequence[float], baseline: Sequence[float]) -> Compa
     return Comparison(float(np.mean(diff)), float(sps.wilcoxon(method, baseline).pvalue))
 
 
+def welch_from_summaries(mean_a: float, sd_a: float, n_a: float, mean_b: float, sd_b: float, n_b: float) -> float:
+    """Two-sided p of Welch's t-test from two runs' mean, sd and replicate count (what a leaderboard
+    CSV keeps; `harness compare`); NaN with fewer than 2 replicates on a side."""
+    if n_a < 2 or n_b < 2 or math.isnan(sd_a) or math.isnan(sd_b):
+        return math.nan
+    if sd_a == 0 and sd_b == 0:
+        return 1.0 if mean_a == mean_b else 0.0
+    return float(sps.ttest_ind_from_stats(mean_a, sd_a, n_a, mean_b, sd_b, n_b, equal_var=False).pvalue)
+
+
 def marker(diff: float, p_adj: float, direction: str, alpha: float = ALPHA) -> str:
     """▲ significantly better than the baseline, ▼ significantly worse, "" otherwise."""
     if not (p_adj < alpha) or diff == 0 or np.isnan(diff):
