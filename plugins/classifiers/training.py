@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import ConfigError, DataError, ImageSet
+from harness.contracts import check_sample_weight
 
 #: options every classifier honours; each plugin merges these into its `defaults`
 TRAINING_OPTIONS: dict[str, object] = {
@@ -60,13 +61,7 @@ def check_training_data(plugin: str, train: ImageSet, val: ImageSet, sample_weig
         raise DataError(f"classifier '{plugin}': model selection needs a non-empty val split (test is never used)")
     if sample_weight is None:
         return np.ones(len(train))
-    weights = np.asarray(sample_weight, dtype=np.float64)
-    if weights.shape != (len(train),) or not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
-        raise DataError(
-            f"classifier '{plugin}': sample_weight must be {len(train)} finite non-negative numbers with a "
-            f"positive sum, got shape {weights.shape}"
-        )
-    return weights
+    return check_sample_weight(sample_weight, len(train), f"classifier '{plugin}'")
 
 
 def group_attribute_name(images: ImageSet, requested: str) -> str:
