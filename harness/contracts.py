@@ -159,6 +159,9 @@ class Classifier(PluginBase):
     def predict_proba(self, images: ImageSet) -> np.ndarray:
         raise NotImplementedError
 
+    #: set by fit to report the training budget spent (`steps`, ...); copied into the run records
+    stats: dict[str, float]
+
 
 
 def check_sample_weight(weights: object, n: int, who: str) -> np.ndarray:

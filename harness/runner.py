@@ -526,7 +526,8 @@ def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: 
             proba = classifier.predict_proba(split)
             _check_proba(proba, len(split), train.num_classes, train.multilabel)
             np.save(tmp / f"proba_{name}.npy", np.asarray(proba, dtype=np.float64))
-        return {"fit_s": round(fit_s, 3), "peak_rss_mb": _peak_rss_mb(), "n_train": len(train)}
+        return {"fit_s": round(fit_s, 3), "peak_rss_mb": _peak_rss_mb(), "n_train": len(train),
+                "stats": records.to_json_value(dict(getattr(classifier, "stats", {})))}
 
     path, meta = cache.get_or_compute("predictions", key, compute)
     out = {name: np.load(path / f"proba_{name}.npy", allow_pickle=False) for name in eval_splits}
@@ -617,6 +618,7 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
                   "classifier_fit_s": info["fit_s"],
                   "peak_rss_mb": max(info["peak_rss_mb"], generator_info.get("fit_peak_rss_mb") or 0)},
             generator_stats={**generator_info.get("fit_stats", {}), **generator_info.get("sample_stats", {})},
+            classifier_stats=info.get("stats"),
             predictions_file=prediction_file, predictions_sha256=digests,
             fidelity={k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group")}
             if split_name in fidelity else None,
