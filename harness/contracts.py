@@ -115,8 +115,9 @@ class Generator(PluginBase):
 
     kind = "generator"
     produces_images: ClassVar[bool] = True
-    #: parameters this method asks of the cell's classifier (FairGen: {"group_reweighting":
-    #: "inverse_performance"}); applied where the classifier has the key and the grid left it unset
+    #: parameters this method asks of the cell's classifier (e.g. {"balance": "class"});
+    #: applied where the classifier has the key and the grid left it unset. Built-in methods ask
+    #: nothing: a classifier option belongs in the grid's classifier entry, where it is its own row
     classifier_params: ClassVar[dict[str, Any]] = {}
 
     def fit(self, train: ImageSet, seed: int, unlabeled: ImageSet | None = None) -> None:

@@ -507,7 +507,7 @@ def _check_images(images: Any, n: int, shape: tuple[int, int, int]) -> None:
 def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: tuple, train: ImageSet,
              splits: Splits, ctx: RunContext, sample_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
     classifier_cls = registry.get("classifier", cell.classifier.name).cls
-    # a method may ask something of the downstream classifier (FairGen: group reweighting); it
+    # a method may ask something of the downstream classifier (Generator.classifier_params); it
     # applies where the classifier takes that parameter and the grid did not set it
     asked = registry.get("generator", cell.generator.name).cls.classifier_params
     extra = {k: v for k, v in asked.items() if k in classifier_cls.defaults and k not in cell.classifier.params}
