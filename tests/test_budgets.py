@@ -120,3 +120,15 @@ def test_group_reweighting_changes_only_the_sample_weights(monkeypatch):
     first_period = 6  # 96 real rows / 16 per batch
     assert all(torch.equal(a[1], b[1]) for a, b in zip(off[:first_period], on[:first_period]))
     assert any(not torch.equal(a[1], b[1]) for a, b in zip(off[first_period:], on[first_period:]))
+
+
+def test_the_standard_grid_runs_sd_and_fairgen_with_and_without_the_reweighting():
+    grid = load_grid("standard")
+    cells = grid.cells(lambda spec: spec.name not in ("none", "group_balanced", "group_class_reweight"))
+    options = {}
+    for cell in cells:
+        if cell.generator.label in ("sd", "fairgen") and cell.classifier.name == "small_cnn":
+            options.setdefault(cell.generator.label, set()).add(cell.classifier.params.get("group_reweighting", "none"))
+    assert options == {"sd": {"none", "inverse_performance"}, "fairgen": {"none", "inverse_performance"}}
+    reweighted = {c.generator.label for c in cells if c.classifier.params.get("group_reweighting") == "inverse_performance"}
+    assert reweighted == {"none", "sd", "fairgen"}
