@@ -106,9 +106,10 @@ def _legend_outside(ax) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
 
 
-def _varies(values: Iterable[float]) -> bool:
+def _varies(values: Iterable[float], tolerance: float = 1e-12) -> bool:
+    """Whether the defined values spread by more than `tolerance`."""
     finite = [v for v in values if v is not None and not math.isnan(v)]
-    return len(finite) > 1 and max(finite) - min(finite) > 1e-12
+    return len(finite) > 1 and max(finite) - min(finite) > tolerance
 
 
 def forest_plot(comparisons: pd.DataFrame, metric: str, colours: dict[str, str]) -> Markup | None:
@@ -169,10 +170,10 @@ def _half_widths(mean: float, low: float, high: float) -> list[list[float]] | No
 
 
 def group_bars(values: dict[str, dict[str, float]], groups: list[str], ylabel: str, title: str,
-               colours: dict[str, str]) -> Markup | None:
-    """Bars of `values` (method -> group -> value) in the order of `groups`; None when every
-    value is equal (nothing to compare) or there are none."""
-    if not _varies(v for per_group in values.values() for v in per_group.values()):
+               colours: dict[str, str], tolerance: float = 1e-12) -> Markup | None:
+    """Bars of `values` (method -> group -> value) in the order of `groups`; None when they
+    spread by no more than `tolerance` (a saturated axis: nothing to compare) or there are none."""
+    if not _varies((v for per_group in values.values() for v in per_group.values()), tolerance):
         return None
     methods = list(values)
     width = 0.8 / len(methods)
@@ -258,6 +259,7 @@ class Section:
     plots: list[Markup] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     samples: list[tuple[str, Markup]] = field(default_factory=list)
+    unordered: str = ""  # the attribute whose group order the records do not carry
 
 
 def build_report(run_dir: Path, cache_dir: Path | None = None, merge: Sequence[Path] = (),
@@ -287,6 +289,7 @@ def build_report(run_dir: Path, cache_dir: Path | None = None, merge: Sequence[P
         test=summary["p_test"].iloc[0] if "p_test" in summary else "none (no Δ, no markers)",
         findings=findings(comparisons, primary) if significance != "none" else [],
         forests=forests, colours=colours, sections=sections,
+        unordered=sorted({s.unordered for s in sections if s.unordered}),
         tables=Markup(render(summary, "html")), n_tables=len(sections), gaps=coverage.gaps(run_dir))
 
 
@@ -306,19 +309,19 @@ def _table_section(keys: tuple, table: pd.DataFrame, summary: pd.DataFrame, rows
     attribute = table_rows[0]["plugins"]["attribute"]
     groups, declared = group_order(table_rows, attribute)
     if not declared:
-        section.notes.append(f"The records carry no group order for {attribute}; groups are alphabetical "
-                             "(rerun with this harness to record the dataset's order).")
+        section.unordered = attribute
     for metric in GROUP_METRICS:
         values = _group_means(table_rows, methods, lambda r, g: ((r.get("per_group") or {}).get(attribute, {})
                                                                   .get(g) or {}).get(metric))
-        _add(section, group_bars(values, groups, f"{metric} per group", f"per-group {metric} ({attribute})", colours),
-             f"per-group {metric} not drawn: {_constant(values)}")
+        tolerance = METRICS[metric].tolerance
+        _add(section, group_bars(values, groups, f"{metric} per group", f"per-group {metric} ({attribute})", colours,
+                                 tolerance), f"per-group {metric} not drawn: {_flat(values, metric, tolerance)}")
     fid = _group_means(table_rows, methods, lambda r, g: (((r.get("fidelity") or {}).get("per_group") or {})
                                                           .get(g) or {}).get("fid"))
     if any(fid.values()):
         extractor = next(r["fidelity"]["extractor"] for r in table_rows if r.get("fidelity"))
         _add(section, group_bars(fid, groups, f"FID per group ({extractor}) ↓", f"per-group FID ({attribute})",
-                                 colours), f"per-group FID not drawn: {_constant(fid)}")
+                                 colours), f"per-group FID not drawn: {_flat(fid, 'fid', 0.0)}")
     _add_samples(section, table_rows, methods, cache_dir)
     return section
 
@@ -347,11 +350,15 @@ def _group_means(rows: list[dict], methods: list[str], value) -> dict[str, dict[
     return out
 
 
-def _constant(values: dict[str, dict[str, float]]) -> str:
-    found = {round(v, 6) for per_group in values.values() for v in per_group.values()}
+def _flat(values: dict[str, dict[str, float]], metric: str, tolerance: float) -> str:
+    """Why bars of `values` would show nothing."""
+    found = [v for per_group in values.values() for v in per_group.values()]
     if not found:
         return "no values"
-    return f"every method has {found.pop():.3f} in every group" if len(found) == 1 else "a single value"
+    if max(found) - min(found) <= 1e-12:
+        return f"every method has {found[0]:.3f} in every group"
+    return (f"every value lies in {min(found):.3f}–{max(found):.3f}, within the {metric} tolerance {tolerance:g} "
+            "(differences `harness check` counts as noise)")
 
 
 def _add_samples(section: Section, rows: list[dict], methods: list[str], cache_dir: Path | None) -> None:

@@ -144,20 +144,32 @@ def test_groups_come_in_the_datasets_order(run):
     assert group_order(bare, "skin_tone") == (["dark", "light", "medium"], False)
 
 
+def test_records_without_a_group_order_get_one_note_on_the_page(run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    rows = records.load(old)
+    for r in rows:
+        r["plugins"].pop("attribute_vocab")
+    records.rewrite(old, rows)
+    page = build_report(old, significance="none")
+    assert page.count("The records carry no group order for skin_tone") == 1
+
+
 def test_a_saturated_axis_is_not_drawn_and_the_page_says_why(run, tmp_path):
     saturated = tmp_path / "saturated"
     shutil.copytree(run, saturated)
     rows = records.load(saturated)
-    for r in rows:
-        for report in r["per_group"]["skin_tone"].values():
-            report["auc"] = 1.0
+    for r in rows:  # AUC at its ceiling: spread 0.01, inside auc's tolerance 0.02
+        for group, auc in zip(("light", "medium", "dark"), (1.0, 0.995, 0.99)):
+            r["per_group"]["skin_tone"][group]["auc"] = auc
     records.rewrite(saturated, rows)
     page = build_report(saturated, significance="none")
-    assert page.count("per-group auc not drawn: every method has 1.000 in every group") == 2
+    assert page.count("per-group auc not drawn: every value lies in 0.990–1.000, within the auc tolerance 0.02") == 2
     images = _images(page)
     assert "per-group auc (skin_tone)" not in images and len(images["per-group acc (skin_tone)"]) == 2
-    assert group_bars({"a": {"x": 1.0, "y": 1.0}, "b": {"x": 1.0}}, ["x", "y"], "auc", "t",
-                      {"a": "#000000", "b": "#111111"}) is None
+    colours = {"a": "#000000", "b": "#111111"}
+    assert group_bars({"a": {"x": 1.0, "y": 1.0}, "b": {"x": 1.0}}, ["x", "y"], "auc", "t", colours) is None
+    assert group_bars({"a": {"x": 1.0, "y": 0.9}, "b": {"x": 1.0}}, ["x", "y"], "auc", "t", colours, 0.02)
 
 
 def test_missing_sample_grids_are_named_with_what_to_do(run, tmp_path):
