@@ -6,7 +6,8 @@ leaderboard's significance test via harness.publish.forest), then per table accu
 gap with 95% CIs over replicates, per-group bars in the dataset's own group order, per-group FID
 when the run computed fidelity, and sample grids; the full leaderboard tables, with their
 markers, are collapsed at the end. A method has one colour on every plot (method_colours); a
-plot whose values cannot vary (all equal, e.g. AUC 1.0 in every group) is left out with a note.
+plot whose values cannot vary (all equal, or within the metric's tolerance, as AUC at 1.0 in
+every group) is left out with a note.
 Plots are PNGs embedded as base64, so the page is one file; jinja2 autoescapes every label.
 Reading guide: docs/leaderboards.md ("The HTML report").
 """
@@ -52,11 +53,12 @@ GROUP_METRICS = ("acc", "auc")
 def method_colours(methods: Iterable[str]) -> dict[str, str]:
     """One colour per method, the same on every plot of a report: the baseline grey; otherwise
     the palette entry of the method's generator (a shipped one's own, else the entry its name
-    hashes to), or, when another method of the report already has that one, the next free entry
-    (methods taken in sorted order, so equal method sets get equal colours)."""
+    hashes to), or, when another method of the report already has that one, the next free entry.
+    Shipped methods choose first, so theirs never move; then the others in sorted order, so
+    equal method sets get equal colours."""
     out: dict[str, str] = {}
     taken: set[int] = set()
-    for method in sorted(set(methods)):
+    for method in sorted(set(methods), key=lambda m: (m.split(" [")[0] not in SHIPPED_METHODS, m)):
         generator = method.split(" [")[0]
         if generator == stats.BASELINE:
             out[method] = BASELINE_COLOUR

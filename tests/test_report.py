@@ -117,6 +117,8 @@ def test_every_shipped_generator_has_its_own_colour_and_colours_do_not_depend_on
     assert len(set(PALETTE) | {BASELINE_COLOUR}) >= 14
     # a shipped method's colour is its own, whichever other methods a report holds
     assert method_colours(["none", "fairgen"])["fairgen"] == colours["fairgen"] == method_colours(shipped[::-1])["fairgen"]
+    others = [f"m{i}" for i in range(40)]  # some hash to a shipped method's colour, and sort before it
+    assert all(method_colours(shipped + [name])[m] == colours[m] for name in others for m in shipped)
     # methods unknown to the harness never share a colour with another method of the report
     mixed = method_colours(shipped[:8] + ["my_method", "my_method [proportions-1]", "another"])
     assert len(set(mixed.values())) == len(mixed)
