@@ -9,7 +9,6 @@ from pathlib import Path
 from harness import coverage
 from harness.cache import write_bytes_atomic
 from harness.leaderboard import TESTS
-from harness.report import build_report
 from harness.stats import BOOTSTRAP_B
 
 
@@ -35,6 +34,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.report import build_report  # matplotlib: loaded for this command only
+
     target = args.output or args.run_dir / "report.html"
     page = build_report(args.run_dir, args.cache, args.merge, args.significance, args.bootstrap_b)
     write_bytes_atomic(target, page.encode())
