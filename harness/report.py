@@ -243,7 +243,7 @@ def findings(comparisons: pd.DataFrame, primary: Sequence[str]) -> list[str]:
                      f"{'/'.join(str(getattr(row, k)) for k in TABLE_KEYS)}: Δ {row.delta:+.3f} "
                      f"(95% CI {row.ci_low:+.3f} to {row.ci_high:+.3f}, adjusted p {row.p_adj:.2g}).")
     tested = rows[rows["ci_low"].notna()]
-    if not lines:
+    if not lines and len(tested):
         lines.append(f"No method differs significantly from {stats.BASELINE} on {', '.join(primary)} "
                      f"({len(tested)} tested comparison{'s' * (len(tested) != 1)}, α = {stats.ALPHA:g} after correction).")
     untested = len(rows) - len(tested)
@@ -278,6 +278,7 @@ def build_report(run_dir: Path, cache_dir: Path | None = None, merge: Sequence[P
     comparisons = forest(summary) if significance != "none" else pd.DataFrame(columns=["metric"])
     primary = run_design(run_dir).primary
     colours = method_colours(summary["method"])
+    colours = {method: colours[method] for method in summary["method"].drop_duplicates()}  # the tables' order
     # labels come from grid files and plugins: text, never mathtext
     with matplotlib.rc_context({"text.parse_math": False}):
         forests = [plot for plot in (forest_plot(comparisons, m, colours) for m in primary) if plot]

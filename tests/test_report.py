@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -20,7 +21,8 @@ from harness import records
 from harness.cli import main
 from harness.leaderboard import load_summary, render
 from harness.registry import Registry
-from harness.report import (BASELINE_COLOUR, PALETTE, build_report, group_bars, group_order, method_colours)
+from harness.report import (BASELINE_COLOUR, PALETTE, build_report, findings, group_bars, group_order,
+                            method_colours)
 
 GRID = """
 name = "report-tiny"
@@ -196,3 +198,23 @@ def test_merge_shows_ones_method_beside_a_published_run(run, tmp_path):
     assert f"beside published records from {run}" in page
     table = page[page.index("<details>"):]
     assert table.count("<td>my_method") == 2 and table.count("<td>oversample") == 2
+
+
+def test_findings_state_each_significant_primary_difference_and_what_was_not_tested():
+    table = {"dataset": "derm", "scenario": "cap100", "classifier": "cnn", "split": "test"}
+    comparisons = pd.DataFrame([
+        {**table, "method": "fairgen", "metric": "gap_acc", "delta": -0.041, "ci_low": -0.07, "ci_high": -0.012,
+         "p_adj": 0.004, "marker": "▲"},
+        {**table, "method": "sd", "metric": "gap_acc", "delta": 0.01, "ci_low": -0.02, "ci_high": 0.04,
+         "p_adj": 0.6, "marker": ""},
+        {**table, "method": "ddpm", "metric": "worst_acc", "delta": 0.02, "ci_low": float("nan"),
+         "ci_high": float("nan"), "p_adj": float("nan"), "marker": ""},
+        {**table, "method": "sd", "metric": "acc", "delta": -0.1, "ci_low": -0.2, "ci_high": -0.05, "p_adj": 0.001,
+         "marker": "▼"},  # exploratory: not a finding
+    ])
+    assert findings(comparisons, ["worst_acc", "gap_acc"]) == [
+        "▲ fairgen is better than none on gap_acc in derm/cap100/cnn/test: Δ -0.041 (95% CI -0.070 to -0.012, "
+        "adjusted p 0.004).",
+        "1 comparison not tested: fewer than 3 distinct replicates (run more seeds); their forest rows are hollow "
+        "and have no CI."]
+    assert findings(comparisons[comparisons["method"] == "ddpm"], ["worst_acc"])[0].startswith("1 comparison not")
