@@ -137,6 +137,15 @@ def hierarchical_bootstrap(differences: np.ndarray, alpha: float = ALPHA, power:
     return out
 
 
+def mean_interval(mean: float, sd: float, n: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """The (1 − alpha) t-interval of a mean over n replicates from their mean and sd (ddof=1);
+    NaN under 2 replicates."""
+    if n < 2 or math.isnan(sd) or math.isnan(mean):
+        return math.nan, math.nan
+    half = float(sps.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
 def paired_t(method: Sequence[float], baseline: Sequence[float]) -> Comparison:
     """Paired t-test over replicates (scipy.stats.ttest_rel), as Khosravi et al.; t-interval CI."""
     diff = np.subtract(method, baseline)
