@@ -29,12 +29,18 @@ def ratio_curves(run_dir: Path, metrics: Sequence[str] = (), significance: str =
     records have. The real-only baseline is every curve's point at ratio 0 (strategy "real")."""
     rows = records.load(Path(run_dir))
     summary = load_summary(Path(run_dir), significance=significance, b=b, seed=seed)
+    return curves_from(rows, summary, metrics, source=str(run_dir))
+
+
+def curves_from(rows: list[dict], summary: pd.DataFrame, metrics: Sequence[str] = (),
+                source: str = "the run") -> pd.DataFrame:
+    """`ratio_curves` from records and the leaderboard summary already computed from them."""
     methods = _method_ratios(rows)
     table = summary.merge(methods, on=TABLE_KEYS + ["method"], how="left")
     metrics = list(metrics) or metric_columns(records_frame(rows))
     missing = [m for m in metrics if f"{m}_mean" not in table.columns]
     if missing:
-        raise ValueError(f"metrics {missing} are not in the records of {run_dir}; choose from "
+        raise ValueError(f"metrics {missing} are not in the records of {source}; choose from "
                          f"{metric_columns(records_frame(rows))}")
     parts = []
     for name in metrics:
@@ -58,10 +64,17 @@ def _method_ratios(rows: list[dict]) -> pd.DataFrame:
     return frame[TABLE_KEYS + ["method", "generator", "strategy", "ratio"]].drop_duplicates(TABLE_KEYS + ["method"])
 
 
-def curve_figure(curves: pd.DataFrame, metric: str, title: str = ""):
+def is_sweep(curves: pd.DataFrame) -> bool:
+    """Whether some generator and strategy were run at more than one ratio in one table."""
+    swept = curves[curves["ratio"] > 0].groupby(TABLE_KEYS + ["generator", "strategy"])["ratio"].nunique()
+    return bool((swept > 1).any())
+
+
+def curve_figure(curves: pd.DataFrame, metric: str, title: str = "", colours: dict[str, str] | None = None):
     """One matplotlib Figure per call: `metric` against the ratio (log scale), one line per
     generator and strategy, one panel per table; the shaded band is the 95% CI of the difference
-    from the real-only baseline (dashed line) shifted onto its mean, when the run has it."""
+    from the real-only baseline (dashed line) shifted onto its mean, when the run has it.
+    `colours` (generator -> colour) keeps a report's method colours."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +89,8 @@ def curve_figure(curves: pd.DataFrame, metric: str, title: str = ""):
             ax.axhline(float(baseline.iloc[0]), color="grey", linestyle="--", label=f"{BASELINE} (real only)")
         for (generator, strategy), line in table[table["ratio"] > 0].groupby(["generator", "strategy"], sort=False):
             line = line.sort_values("ratio")
-            shown = ax.plot(line["ratio"], line["mean"], marker="o", label=f"{generator} [{strategy}]")[0]
+            shown = ax.plot(line["ratio"], line["mean"], marker="o", label=f"{generator} [{strategy}]",
+                            color=(colours or {}).get(generator))[0]
             if len(baseline) and line["ci_low"].notna().any():
                 base = float(baseline.iloc[0])
                 ax.fill_between(line["ratio"], base + line["ci_low"], base + line["ci_high"], alpha=0.2,

@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from harness import coverage, records, stats  # noqa: E402
+from harness.curves import curve_figure, curves_from, is_sweep  # noqa: E402
 from harness.data import ImageSet  # noqa: E402
 from harness.leaderboard import TABLE_KEYS, load_summary, records_frame, render, run_design  # noqa: E402
 from harness.metrics import HIGHER, METRICS  # noqa: E402
@@ -253,6 +254,20 @@ def findings(comparisons: pd.DataFrame, primary: Sequence[str]) -> list[str]:
     return lines
 
 
+def ratio_sweep_plots(rows: list[dict], summary: pd.DataFrame, primary: Sequence[str],
+                      colours: dict[str, str]) -> list[Markup]:
+    """Metric-vs-ratio curves of the primary endpoints, when the run sweeps the ratio."""
+    endpoints = [m for m in primary if f"{m}_mean" in summary.columns]
+    if not endpoints:
+        return []
+    data = curves_from(rows, summary, endpoints)
+    if not is_sweep(data):
+        return []
+    by_generator = {method.split(" [")[0]: colour for method, colour in colours.items()}
+    return [_png(curve_figure(data, metric, f"{metric} vs synthetic : real", by_generator),
+                 f"ratio sweep: {metric} vs synthetic:real ratio") for metric in endpoints]
+
+
 # ---- the page -----------------------------------------------------------------------------
 
 @dataclass
@@ -282,6 +297,7 @@ def build_report(run_dir: Path, cache_dir: Path | None = None, merge: Sequence[P
     # labels come from grid files and plugins: text, never mathtext
     with matplotlib.rc_context({"text.parse_math": False}):
         forests = [plot for plot in (forest_plot(comparisons, m, colours) for m in primary) if plot]
+        sweeps = ratio_sweep_plots(rows, summary, primary, colours)
         sections = [_table_section(keys, table, summary, rows, cache_dir, colours)
                     for keys, table in frame.groupby(TABLE_KEYS, sort=False)]
     name = run_dir.resolve().name
@@ -291,7 +307,7 @@ def build_report(run_dir: Path, cache_dir: Path | None = None, merge: Sequence[P
         git=manifest.get("git", "?"), torch=manifest.get("versions", {}).get("torch", "?"),
         test=summary["p_test"].iloc[0] if "p_test" in summary else "none (no Δ, no markers)",
         findings=findings(comparisons, primary) if significance != "none" else [],
-        forests=forests, colours=colours, sections=sections,
+        forests=forests, sweeps=sweeps, colours=colours, sections=sections,
         unordered=sorted({s.unordered for s in sections if s.unordered}),
         tables=Markup(render(summary, "html")), n_tables=len(sections), gaps=coverage.gaps(run_dir))
 

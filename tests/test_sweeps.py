@@ -10,6 +10,7 @@ from harness import ConfigError
 from harness.cli import main
 from harness.curves import CURVE_COLUMNS, curve_figure, ratio_curves
 from harness.grid import parse_grid
+from harness.report import build_report
 from harness.runner import run_grid
 from plugins.classifiers import training
 from plugins.classifiers.timm_cnn import SmallCNN
@@ -79,6 +80,8 @@ def test_a_ratio_sweep_runs_end_to_end_into_curves(tmp_path, toy_plugins, capsys
     assert main(["curves", str(summary.run_dir), "--metric", "acc", "--bootstrap-b", "200", "--output", str(out),
                  "--figures", str(tmp_path / "figures")]) == 0
     assert len(pd.read_csv(out)) == 4 and (tmp_path / "figures" / "acc.png").stat().st_size > 0
+    page = build_report(summary.run_dir, significance="bootstrap", b=200)
+    assert "<h2>Ratio sweep</h2>" in page and "ratio sweep: worst_acc vs synthetic:real ratio" in page
 
 
 def _synthetic(images):
