@@ -318,7 +318,7 @@ WIDTH = 100
 #: the headline after the run's primary endpoints: utility, CAS, then the fidelity summary
 #: (the distribution distance and the judge-based fidelity metrics); names a run lacks are skipped
 HEADLINE = (("utility", ("acc", "auc")), ("CAS", ("cas",)),
-            ("fidelity", ("fid", "class_fidelity", "attribute_fidelity", "worst_attribute_fidelity")))
+            ("fidelity", ("fid", "class_fidelity", "attr_fidelity", "worst_attr_fidelity")))
 METRIC_SUFFIXES = ("_mean", "_sd", "_diff", "_ci_low", "_ci_high", "_p", "_p_adj", "_mde", "_marker")
 LATEX = {"▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", NOT_ESTIMATED_FLAG: r"$^\dagger$",
          "±": r"$\pm$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "−": "-"}
