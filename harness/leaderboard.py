@@ -4,7 +4,10 @@ One table per (dataset, scenario, classifier, split); each cell shows mean ± sd
 and, for prediction metrics, the difference Δ from the real-only baseline of its table with ▲/▼
 where a two-level bootstrap (replicates, then test samples; harness.stats) finds it significant.
 Records of other runs can be merged in, so a method author's run sits inside published results.
-The numeric summary (the CSV form) is also what `harness check` and `harness compare` read.
+`render` writes md, csv, html, json or latex from one view model, so every format shows the same
+markers; the CLI shows the headline (primary endpoints, utility, CAS, fidelity summary) in
+markdown that fits 100 columns. The numeric summary (the CSV form) is also what `harness check`
+and `harness compare` read.
 Reading guide: docs/leaderboards.md.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ import html
 import json
 import math
 import os
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,6 +348,10 @@ class TableView:
     def metrics(self) -> list[str]:
         return [name for _, names in self.sections for name in names]
 
+    @property
+    def heading(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.keys.items())
+
 
 def summary_metrics(summary: pd.DataFrame) -> list[str]:
     return [c[:-5] for c in summary.columns if c.endswith("_mean") and c[:-5] in METRICS]
@@ -441,19 +449,19 @@ def _grid(view: TableView, names: list[str], tablefmt: str) -> str:
 
 
 def _title(view: TableView) -> str:
-    header = ", ".join(f"{k}={v}" for k, v in view.keys.items())
-    return f"{header} ({'; '.join(view.notes)})"
+    return f"{view.heading} ({'; '.join(view.notes)})"
 
 
 def _fitted_markdown(view: TableView, width: int) -> str:
     """Heading, notes wrapped to `width`, then the columns in blocks (each repeating the method
     column) that fit `width`; a section is kept in one block where it fits in one."""
-    import textwrap
-
-    heading = "### " + ", ".join(f"{k}={v}" for k, v in view.keys.items())
+    heading = f"### {view.heading}"
     notes = [textwrap.fill(note, width, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False)
              for note in view.notes]
-    fits = lambda names: max(map(len, _grid(view, names, "github").splitlines())) <= width  # noqa: E731
+
+    def fits(names: list[str]) -> bool:
+        return max(map(len, _grid(view, names, "github").splitlines())) <= width
+
     blocks: list[list[str]] = [[]]
     for _, names in view.sections:
         if blocks[-1] and not fits(blocks[-1] + names):
@@ -467,7 +475,7 @@ def _fitted_markdown(view: TableView, width: int) -> str:
 
 
 def _html_table(view: TableView) -> str:
-    heading = html.escape(", ".join(f"{k}={v}" for k, v in view.keys.items()))
+    heading = html.escape(view.heading)
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in view.notes)
     return f"<h3>{heading}</h3>\n<ul class=\"notes\">{notes}</ul>\n{_grid(view, view.metrics, 'html')}"
 
@@ -479,7 +487,7 @@ def _json_table(view: TableView) -> dict:
     return {**view.keys, "notes": view.notes,
             "metrics": [{"name": n, "direction": METRICS[n].direction, "section": title}
                         for title, names in view.sections for n in names],
-            "rows": [{"method": method, "replicates": n,
+            "rows": [{"method": method, "n_seeds": n,
                       "cells": {name: {"text": c.text, "marker": c.marker, "not_estimated": bool(c.flag),
                                        **{k: number(v) for k, v in c.values.items()}} for name, c in cells.items()}}
                      for method, n, cells in view.rows]}
@@ -499,7 +507,7 @@ def _latex_table(view: TableView) -> str:
     lines += [" & ".join([tex(method)] + [tex(cells[n].text) for n in names]) + r" \\"
               for method, _, cells in view.rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
-    caption = tex(", ".join(f"{k}={v}" for k, v in view.keys.items()))
+    caption = tex(view.heading)
     return "\n".join([r"\begin{table}", r"\centering", f"\\caption{{{caption}}}", *lines, r"\end{table}"])
 
 
@@ -512,9 +520,9 @@ def _csv(summary: pd.DataFrame, metrics: str | Sequence[str]) -> str:
         if f"{name}_diff" in frame:
             frame[f"{name}_marker"] = [marker_of(row, name)[0] for _, row in frame.iterrows()]
     if metrics != "all":
-        metric_columns_ = {f"{m}{s}" for m in summary_metrics(summary) for s in METRIC_SUFFIXES}
+        per_metric = {f"{m}{s}" for m in summary_metrics(summary) for s in METRIC_SUFFIXES}
         wanted = {f"{m}{s}" for m in names for s in METRIC_SUFFIXES}
-        frame = frame[[c for c in frame.columns if c not in metric_columns_ or c in wanted]]
+        frame = frame[[c for c in frame.columns if c not in per_metric or c in wanted]]
     return frame.to_csv(index=False, float_format="%.6g")
 
 
