@@ -130,13 +130,18 @@ class Registry:
         if ep.module not in self._modules:
             module = self._import_entry_point(ep, ep.dist.name if ep.dist else "?")
             self._validate_hooks(module, source)
-            self._modules[ep.module] = {(kind, cls.name): cls for kind, cls in self._hook_classes(module, source)}
+            self._modules[ep.module] = {(kind, self._check(kind, cls, source).name): cls
+                                        for kind, cls in self._hook_classes(module, source)}
         cls = self._modules[ep.module].get((entry["kind"], entry["name"]))
-        actual = manifest_entry(cls) if cls is not None else None
-        expected = {k: entry[k] for k in MANIFEST_FIELDS} | {"class": entry.get("class")}
-        if actual != _json_normal(expected):
-            raise PluginError(f"{source}: {MANIFEST_FILE} says {expected}, the code says {actual}; regenerate it "
-                              f"with `python -m harness.registry {ep.module.split('.')[0]}`")
+        regenerate = f"regenerate it with `python -m harness.registry {ep.module.split('.')[0]}`"
+        if cls is None:
+            raise PluginError(f"{source}: {MANIFEST_FILE} lists {entry['kind']} '{entry['name']}', which "
+                              f"{ep.module} no longer defines; {regenerate}")
+        actual, listed = manifest_entry(cls), _json_normal(entry)
+        stale = [f"{key}: listed {listed.get(key)!r}, code {actual[key]!r}" for key in actual if listed.get(key) != actual[key]]
+        if stale:
+            raise PluginError(f"{source}: {MANIFEST_FILE} is stale for {entry['kind']} '{entry['name']}' "
+                              f"({'; '.join(stale)}); {regenerate}")
         return cls
 
     def _load_file(self, path: Path) -> None:

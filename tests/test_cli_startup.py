@@ -101,6 +101,7 @@ def test_a_stale_manifest_is_refused_when_the_class_loads(tmp_path):
     used = subprocess.run([sys.executable, "-c", "from harness.registry import Registry\n"
                            "Registry().get('generator', 'lazy').cls"], capture_output=True, text=True, env=env)
     assert used.returncode != 0
+    assert "stale for generator 'lazy' (version: listed '2', code '3')" in used.stderr
     assert "regenerate it with `python -m harness.registry lazy_gen`" in used.stderr
 
 
