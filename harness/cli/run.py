@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness import progress, records
+from harness import coverage, progress, records
 from harness.cache import write_bytes_atomic
 from harness.cli import add_plugin_options
 from harness.cli.leaderboard import add_table_options, summary_of, tables
@@ -80,20 +80,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: the cells in flight were stopped; {done} of {len(cells)} cells are done in {out}. "
               f"To resume, run the same command again: {shlex.join(['harness', *sys.argv[1:]])}", file=sys.stderr)
         return 130
-    try:
-        board = summary_of(args, out)
-    except FileNotFoundError:  # no cell succeeded: the failures below say why
-        board = None
-    if board is not None:
-        write_bytes_atomic(out / LEADERBOARD, run_markdown(board, f"Leaderboard: {grid.name}", args.scale).encode())
-        if not args.quiet:
-            print(tables(board, args), end="")
+    written = leaderboard(args, grid, out)
     print(f"{summary.cells} cells: {summary.computed} computed, {summary.reused} reused from {out}, "
           f"{len(summary.failed)} failed; {summary.wall_s:.1f} s"
-          + (f"; leaderboard: {out / LEADERBOARD}" if board is not None else ""), file=sys.stderr)
+          + (f"; leaderboard: {out / LEADERBOARD}" if written else ""), file=sys.stderr)
     for failure in summary.failed:
         print(f"  FAILED {failure['cell_id']} #s{failure['seed_index']}: {failure['error']}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def leaderboard(args: argparse.Namespace, grid: Grid, out: Path) -> bool:
+    """Write OUT/leaderboard.md (headline, every metric, failed and missing cells) and print the
+    tables unless --quiet; False when no cell succeeded (the failures printed after say why)."""
+    try:
+        board = summary_of(args, out)
+    except FileNotFoundError:
+        return False
+    gaps = coverage.gaps(out)
+    text = run_markdown(board, f"Leaderboard: {grid.name}", args.scale)
+    write_bytes_atomic(out / LEADERBOARD, (text + ("\n" + coverage.markdown(gaps, out) if gaps else "")).encode())
+    if not args.quiet:
+        print(tables(board, args), end="")
+    return True
 
 
 def plan(args: argparse.Namespace) -> tuple[Grid, dict, list[Cell]]:
