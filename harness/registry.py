@@ -76,10 +76,6 @@ class PluginInfo:
         return source_digest(self.cls)
 
     @property
-    def defaults(self) -> dict[str, Any]:
-        return self.metadata["defaults"]
-
-    @property
     def configs(self) -> dict[str, dict[str, Any]]:
         return self.metadata["configs"]
 
@@ -131,7 +127,7 @@ class Registry:
             module = self._import_entry_point(ep, ep.dist.name if ep.dist else "?")
             self._validate_hooks(module, source)
             self._modules[ep.module] = {(kind, self._check(kind, cls, source).name): cls
-                                        for kind, cls in self._hook_classes(module, source)}
+                                        for kind, cls in self._hook_classes(module)}
         cls = self._modules[ep.module].get((entry["kind"], entry["name"]))
         regenerate = f"regenerate it with `python -m harness.registry {ep.module.split('.')[0]}`"
         if cls is None:
@@ -163,7 +159,7 @@ class Registry:
         if self.manager.is_registered(module):
             return
         self._validate_hooks(module, source)
-        for kind, cls in self._hook_classes(module, source):
+        for kind, cls in self._hook_classes(module):
             self._add(self._check(kind, cls, source))
 
     def _validate_hooks(self, module: ModuleType, source: str) -> None:
@@ -183,7 +179,7 @@ class Registry:
             detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
             raise PluginError(f"{source}: {detail}; the hooks are {', '.join(hooks)}") from exc
 
-    def _hook_classes(self, module: ModuleType, source: str) -> list[tuple[str, type]]:
+    def _hook_classes(self, module: ModuleType) -> list[tuple[str, type]]:
         """(kind, class) for every class the module's hook implementations return."""
         found = []
         for kind, hook_name in hookspecs.HOOK_FOR_KIND.items():
@@ -277,7 +273,7 @@ def build_manifest(package: str) -> dict:
             continue
         module = importlib.import_module(ep.module)
         registry._validate_hooks(module, f"entry point {ep.name}")
-        modules[ep.module] = [manifest_entry(cls) for _, cls in registry._hook_classes(module, ep.name)]
+        modules[ep.module] = [manifest_entry(cls) for _, cls in registry._hook_classes(module)]
     return {"about": f"written by `python -m harness.registry {package}` from the plugin classes; "
                      "tests/test_cli_startup.py checks it against them", "modules": modules}
 

@@ -14,7 +14,7 @@ import sys
 #: verb -> the one-line help `harness --help` lists (the verb's own parser says the same; tested)
 VERBS = {
     "run": "run a grid and print its leaderboard",
-    "ls": "list plugins (kind, version, origin)",
+    "ls": "list plugins (kind, version, configs, origin)",
     "leaderboard": "print the leaderboard of a run",
     "check": "regression gate against a baseline leaderboard CSV",
     "validate-plugin": "run a plugin against its contract on tiny data",

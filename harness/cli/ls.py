@@ -11,7 +11,7 @@ from harness.registry import Registry
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("ls", help="list plugins (kind, version, origin)")
+    p = subparsers.add_parser("ls", help="list plugins (kind, version, configs, origin)")
     p.add_argument("--kind", choices=["dataset", "generator", "classifier"], help="only this kind")
     p.add_argument("--datasets", action="store_true",
                    help="datasets with their attributes, classes, default sizes and scenarios")
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(dataset_overview([info.cls for info in registry.all() if info.kind == "dataset"]))
         return 0
-    rows = [[p.kind, p.name, p.version, p.origin] for p in registry.all() if not args.kind or p.kind == args.kind]
-    print(tabulate(rows, headers=["kind", "name", "version", "origin"]))
+    rows = [[p.kind, p.name, p.version, ", ".join(sorted(p.configs)), p.origin]
+            for p in registry.all() if not args.kind or p.kind == args.kind]
+    print(tabulate(rows, headers=["kind", "name", "version", "configs", "origin"]))
     return 0
