@@ -535,6 +535,9 @@ def _notes(table: pd.DataFrame, metrics: list[str], scale: str) -> list[str]:
         for column, what in (("fidelity_extractor", "FID/KID features"), ("fidelity_n", "n")):
             values = sorted(set(table[column].dropna())) if column in table else []
             notes.append(f"{what}: {' | '.join(values) if values else 'not recorded'}")
+        judges = sorted(set(table["fidelity_judge"].dropna())) if "fidelity_judge" in table else []
+        if judges:
+            notes.append(f"fidelity judges' accuracy on real test: {' | '.join(judges)}")
     return notes
 
 

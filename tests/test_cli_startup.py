@@ -143,3 +143,8 @@ def test_the_verb_list_says_what_each_verbs_own_parser_says():
         return {a.dest: a.help for a in parser._subparsers._group_actions[0]._choices_actions}
 
     assert helps(build_parser()) == helps(build_parser("-")) == VERBS
+
+
+def test_every_verb_module_is_listed():
+    modules = {path.stem.replace("_", "-") for path in (ROOT / "harness" / "cli").glob("*.py")} - {"--init--"}
+    assert modules == set(VERBS), "add the verb and its one-line help to harness.cli.VERBS"
