@@ -188,6 +188,8 @@ def test_leaderboard_prints_the_headline_by_default_and_every_metric_on_request(
     assert "dp ↓" in full and "essp ↑" in full and _widest(full) <= WIDTH
     assert main(["leaderboard", str(run), "--significance", "none", "--metrics", "acc,dp", "--format", "latex"]) == 0
     assert r"dp $\downarrow$" in capsys.readouterr().out
+    assert main(["leaderboard", str(run), "--significance", "none", "--format", "csv"]) == 0
+    assert "dp_mean" in capsys.readouterr().out  # csv and json keep every metric unless asked otherwise
     assert main(["leaderboard", str(run), "--metrics", "nonsense"]) == 2
     assert "unknown metric 'nonsense'" in capsys.readouterr().err
 

@@ -38,9 +38,10 @@ def add_parser(subparsers) -> None:
 
 def add_table_options(p: argparse.ArgumentParser) -> None:
     """The options of a printed leaderboard: columns, format, scale and the significance test."""
-    p.add_argument("--metrics", default="headline", metavar="headline|all|LIST",
-                   help="columns: headline (default: the grid's primary endpoints, acc, auc, CAS and the fidelity "
-                        "summary, cells mean (Δ marker)), all (every metric, mean ± sd (Δ marker)), or a "
+    p.add_argument("--metrics", metavar="headline|all|LIST",
+                   help="columns: headline (the grid's primary endpoints, acc, auc, CAS and the fidelity summary, "
+                        "cells mean (Δ marker); the default for md, html and latex), all (every metric, mean ± sd "
+                        "(Δ marker); the default for csv and json, which `harness check` and scripts read), or a "
                         "comma-separated list of metric names")
     p.add_argument("--format", choices=FORMATS, default="md",
                    help=f"md (default; tables split into blocks that fit {WIDTH} columns), csv (the numeric summary "
@@ -65,7 +66,8 @@ def summary_of(args: argparse.Namespace, run_dir: Path, merge=(), prefer_run: bo
 
 def tables(summary, args: argparse.Namespace, gaps_markdown: str = "") -> str:
     """The leaderboard in the chosen format and columns; md fits WIDTH columns."""
-    text = render(summary, args.format, args.scale, args.metrics, WIDTH if args.format == "md" else None)
+    metrics = args.metrics or ("all" if args.format in ("csv", "json") else "headline")
+    text = render(summary, args.format, args.scale, metrics, WIDTH if args.format == "md" else None)
     return text + ("\n" + gaps_markdown if args.format == "md" and gaps_markdown else "")
 
 
