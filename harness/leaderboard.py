@@ -395,11 +395,7 @@ def table_views(summary: pd.DataFrame, metrics: str | Sequence[str] = "all", sca
     compact = metrics == "headline"
     views = []
     for keys, table in summary.groupby(TABLE_KEYS, sort=False):
-        notes = _notes(table, names, scale)
-        if compact:
-            tested = any(f"{name}_diff" in table for name in names)
-            notes[0] = notes[0].replace("mean ± sd", "mean") + (f" (Δ vs {stats.BASELINE}, ▲/▼)" if tested else "") \
-                + "; ± sd in the full table"
+        notes = _notes(table, names, scale, compact)
         rows = [(row["method"], int(row["n_seeds"]),
                  {name: cell_view(row, name, _factor(name, scale), compact) for name in names})
                 for _, row in table.iterrows()]
@@ -515,10 +511,9 @@ def _csv(summary: pd.DataFrame, metrics: str | Sequence[str]) -> str:
     """The numeric summary (what `harness check` and `compare` read) with a `<metric>_marker`
     column per tested metric; a metric selection keeps only those metrics' columns."""
     names = [name for _, group in select_metrics(summary, metrics) for name in group]
-    frame = summary.copy()
-    for name in summary_metrics(summary):
-        if f"{name}_diff" in frame:
-            frame[f"{name}_marker"] = [marker_of(row, name)[0] for _, row in frame.iterrows()]
+    markers = {f"{name}_marker": [marker_of(row, name)[0] for _, row in summary.iterrows()]
+               for name in summary_metrics(summary) if f"{name}_diff" in summary}
+    frame = pd.concat([summary, pd.DataFrame(markers, index=summary.index)], axis=1)
     if metrics != "all":
         per_metric = {f"{m}{s}" for m in summary_metrics(summary) for s in METRIC_SUFFIXES}
         wanted = {f"{m}{s}" for m in names for s in METRIC_SUFFIXES}
@@ -526,9 +521,15 @@ def _csv(summary: pd.DataFrame, metrics: str | Sequence[str]) -> str:
     return frame.to_csv(index=False, float_format="%.6g")
 
 
-def _notes(table: pd.DataFrame, metrics: list[str], scale: str) -> list[str]:
+def _notes(table: pd.DataFrame, metrics: list[str], scale: str, compact: bool = False) -> list[str]:
     seeds = "/".join(map(str, sorted(set(table["n_seeds"]))))
-    notes = [f"mean ± sd over {seeds} replicates" + (", percent" if scale == "pct" else "")]
+    percent = ", percent" if scale == "pct" else ""
+    if compact:
+        tested = any(f"{name}_diff" in table for name in metrics)
+        notes = [f"mean over {seeds} replicates{percent}" + (f" (Δ vs {stats.BASELINE}, ▲/▼)" if tested else "")
+                 + "; ± sd in the full table"]
+    else:
+        notes = [f"mean ± sd over {seeds} replicates{percent}"]
     notes += _significance_notes(table, metrics)
     fidelity_shown = any(METRICS[m].source == "fidelity" and table[f"{m}_mean"].notna().any() for m in metrics)
     if fidelity_shown:
