@@ -243,14 +243,15 @@ def builtin_grids() -> dict[str, str]:
 
 
 def load_grid(name_or_path: str | None = None) -> Grid:
-    """A path to a TOML file, or the name of a grid shipped with the package (default: smoke)."""
+    """A path to a TOML file, or the name of a grid shipped with the package (default: smoke).
+    A built-in name wins over a file or folder of that name in the working directory."""
     name_or_path = name_or_path or "smoke"
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    grids = builtin_grids()
+    if path.suffix == ".toml" or (path.exists() and name_or_path not in grids):
         if not path.is_file():
             raise ConfigError(f"grid file not found: {path}")
         return parse_grid(path.read_text(), str(path))
-    grids = builtin_grids()
     if name_or_path not in grids:
         close = difflib.get_close_matches(name_or_path, list(grids), n=2)
         hint = f" Did you mean {close}?" if close else ""

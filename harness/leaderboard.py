@@ -4,7 +4,10 @@ One table per (dataset, scenario, classifier, split); each cell shows mean ± sd
 and, for prediction metrics, the difference Δ from the real-only baseline of its table with ▲/▼
 where a two-level bootstrap (replicates, then test samples; harness.stats) finds it significant.
 Records of other runs can be merged in, so a method author's run sits inside published results.
-The numeric summary (the CSV form) is also what `harness check` and `harness compare` read.
+`render` writes md, csv, html, json or latex from one view model, so every format shows the same
+markers; the CLI shows the headline (primary endpoints, utility, CAS, fidelity summary) in
+markdown that fits 100 columns. The numeric summary (the CSV form) is also what `harness check`
+and `harness compare` read.
 Reading guide: docs/leaderboards.md.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ import html
 import json
 import math
 import os
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,7 @@ from tabulate import tabulate
 from harness import progress, records, stats
 from harness.contracts import ConfigError
 from harness.grid import parse_grid
-from harness.metrics import HIGHER, METRICS
+from harness.metrics import HIGHER, METRICS, get_metric
 from harness.metrics.registry import EvalInput
 from harness.metrics.resampled import Resamples, resampled_values
 from harness.metrics.stored import eval_input_from_record
@@ -113,12 +117,12 @@ def load_summary(run_dir: Path, merge: Sequence[Path] = (), significance: str = 
         raise FileNotFoundError(f"no successful result records in {Path(run_dir) / records.RESULTS}; "
                                 "run `harness run` first")
     summary = summarise(frame)
+    design = run_design(Path(run_dir))
+    summary["primary_endpoints"] = ",".join(design.primary)
     if significance == "none":
         return summary
-    design = run_design(Path(run_dir))
     tests = baseline_tests(Path(run_dir), rows, frame, significance, correction, b, seed, design=design)
     summary["p_test"] = describe_test(significance, correction, b, design)
-    summary["primary_endpoints"] = ",".join(design.primary)
     if tests.empty:
         return summary
     columns = [c for c in tests.columns if c not in TABLE_KEYS + ["method"]]
@@ -309,34 +313,233 @@ def _compare(values: _TableValues, method_runs: list[Replicate], base_runs: list
 
 
 # ---- rendering ----
+# One view model (TableView) feeds every format, so md, csv, html, json and latex show the same
+# Δ and the same markers; `render` is the one entry point (the CLI, publish and report use it).
 
-def render(summary: pd.DataFrame, fmt: str = "md", scale: str = "fraction") -> str:
-    if fmt == "csv":
-        return summary.to_csv(index=False, float_format="%.6g")
-    metrics = [c[:-5] for c in summary.columns if c.endswith("_mean") and c[:-5] in METRICS]
-    factor = {name: 100.0 if scale == "pct" and METRICS[name].scale_dependent else 1.0 for name in metrics}
-    tablefmt = {"md": "github", "html": "html"}[fmt]
-    parts = []
+FORMATS = ("md", "csv", "html", "json", "latex")
+#: terminal columns the CLI's markdown fits: wider tables are split into column blocks
+WIDTH = 100
+#: the headline after the run's primary endpoints: utility, CAS, then the fidelity summary
+#: (the distribution distance and the judge-based fidelity metrics); names a run lacks are skipped
+HEADLINE = (("utility", ("acc", "auc")), ("CAS", ("cas",)),
+            ("fidelity", ("fid", "class_fidelity", "attr_fidelity", "worst_attr_fidelity")))
+METRIC_SUFFIXES = ("_mean", "_sd", "_diff", "_ci_low", "_ci_high", "_p", "_p_adj", "_mde", "_marker")
+LATEX = {"▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", NOT_ESTIMATED_FLAG: r"$^\dagger$",
+         "±": r"$\pm$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "−": "-"}
+LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+
+
+@dataclass
+class CellView:
+    text: str
+    marker: str  # ▲ better, ▼ worse than the baseline (significant), "" otherwise
+    flag: str  # NOT_ESTIMATED_FLAG where the test leaves a variance source out
+    values: dict[str, float]  # mean, sd, diff, ci_low, ci_high, p_adj (NaN where absent)
+
+
+@dataclass
+class TableView:
+    keys: dict[str, str]
+    notes: list[str]
+    sections: list[tuple[str, list[str]]]  # (title, metric names) in column order
+    rows: list[tuple[str, int, dict[str, CellView]]]  # (method, replicates, cells by metric)
+
+    @property
+    def metrics(self) -> list[str]:
+        return [name for _, names in self.sections for name in names]
+
+    @property
+    def heading(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.keys.items())
+
+
+def summary_metrics(summary: pd.DataFrame) -> list[str]:
+    return [c[:-5] for c in summary.columns if c.endswith("_mean") and c[:-5] in METRICS]
+
+
+def primary_endpoints(summary: pd.DataFrame) -> tuple[str, ...]:
+    """The run's declared primary endpoints (grid key `primary_endpoints`), else the defaults."""
+    if "primary_endpoints" in summary and summary["primary_endpoints"].notna().any():
+        return tuple(str(summary["primary_endpoints"].dropna().iloc[0]).split(","))
+    return stats.PRIMARY_ENDPOINTS
+
+
+def select_metrics(summary: pd.DataFrame, metrics: str | Sequence[str] = "all") -> list[tuple[str, list[str]]]:
+    """Column sections: "headline" (primary endpoints, utility, CAS, fidelity summary), "all",
+    or a list (or comma-separated string) of metric names."""
+    present = summary_metrics(summary)
+    if metrics == "headline":
+        sections, seen = [], set()
+        for title, names in (("primary endpoints", primary_endpoints(summary)), *HEADLINE):
+            chosen = [n for n in names if n in present and n not in seen]
+            seen.update(chosen)
+            if chosen:
+                sections.append((title, chosen))
+        return sections
+    if metrics == "all":
+        return [("", present)]
+    names = [n.strip() for n in (metrics.split(",") if isinstance(metrics, str) else metrics) if n.strip()]
+    wanted = list(dict.fromkeys(get_metric(n).name for n in names))
+    missing = [n for n in wanted if n not in present]
+    if missing or not wanted:
+        raise ValueError(f"this leaderboard has no metric {missing or names}; choose from headline, all, or a "
+                         f"comma-separated list of: {', '.join(present)}")
+    return [("", wanted)]
+
+
+def table_views(summary: pd.DataFrame, metrics: str | Sequence[str] = "all", scale: str = "fraction") -> list[TableView]:
+    """One view per (dataset, scenario, classifier, split). The headline's cells are compact
+    (mean and Δ with its marker); every other selection shows mean ± sd as well."""
+    sections = select_metrics(summary, metrics)
+    names = [name for _, group in sections for name in group]
+    compact = metrics == "headline"
+    views = []
     for keys, table in summary.groupby(TABLE_KEYS, sort=False):
-        title = _title(keys, table, metrics, scale)
-        rows = [[row["method"]] + [_cell(row, name, factor[name]) for name in metrics] for _, row in table.iterrows()]
-        headers = ["method"] + [f"{name} {ARROW[METRICS[name].direction]}" for name in metrics]
-        body = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
-        parts.append(f"<h3>{html.escape(title)}</h3>\n{body}" if fmt == "html" else f"### {title}\n\n{body}")
-    return "\n\n".join(parts) + "\n"
+        notes = _notes(table, names, scale, compact)
+        rows = [(row["method"], int(row["n_seeds"]),
+                 {name: cell_view(row, name, _factor(name, scale), compact) for name in names})
+                for _, row in table.iterrows()]
+        views.append(TableView(dict(zip(TABLE_KEYS, map(str, keys))), notes, sections, rows))
+    return views
 
 
-def _title(keys: tuple, table: pd.DataFrame, metrics: list[str], scale: str) -> str:
+def render(summary: pd.DataFrame, fmt: str = "md", scale: str = "fraction", metrics: str | Sequence[str] = "all",
+           width: int | None = None) -> str:
+    """The leaderboard as md, csv, html, json or latex with the columns of `metrics` (see
+    select_metrics). md with a `width` splits each table into column blocks that fit it and
+    lists the notes under the heading; without, one table per heading (the published form)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return _csv(summary, metrics)
+    views = table_views(summary, metrics, scale)
+    if fmt == "json":
+        return json.dumps({"scale": scale, "tables": [_json_table(v) for v in views]}, indent=1,
+                          ensure_ascii=False) + "\n"
+    if fmt == "latex":
+        return "\n\n".join(_latex_table(v) for v in views) + "\n"
+    if fmt == "html":
+        return "\n\n".join(_html_table(v) for v in views) + "\n"
+    if width is None:
+        return "\n\n".join(f"### {_title(v)}\n\n{_grid(v, v.metrics, 'github')}" for v in views) + "\n"
+    return "\n\n".join(_fitted_markdown(v, width) for v in views) + "\n"
+
+
+def run_markdown(summary: pd.DataFrame, title: str, scale: str = "fraction") -> str:
+    """A run folder's leaderboard.md: the headline tables, then every metric, all fitting WIDTH."""
+    return (f"# {title}\n\n## Headline\n\n{render(summary, 'md', scale, 'headline', WIDTH)}"
+            f"\n## All metrics\n\n{render(summary, 'md', scale, 'all', WIDTH)}")
+
+
+def _factor(name: str, scale: str) -> float:
+    return 100.0 if scale == "pct" and METRICS[name].scale_dependent else 1.0
+
+
+def _header(name: str) -> str:
+    return f"{name} {ARROW[METRICS[name].direction]}"
+
+
+def _grid(view: TableView, names: list[str], tablefmt: str) -> str:
+    rows = [[method] + [cells[n].text for n in names] for method, _, cells in view.rows]
+    return tabulate(rows, headers=["method"] + [_header(n) for n in names], tablefmt=tablefmt, disable_numparse=True)
+
+
+def _title(view: TableView) -> str:
+    return f"{view.heading} ({'; '.join(view.notes)})"
+
+
+def _fitted_markdown(view: TableView, width: int) -> str:
+    """Heading, notes wrapped to `width`, then the columns in blocks (each repeating the method
+    column) that fit `width`; a section is kept in one block where it fits in one."""
+    heading = f"### {view.heading}"
+    notes = [textwrap.fill(note, width, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False)
+             for note in view.notes]
+
+    def fits(names: list[str]) -> bool:
+        return max(map(len, _grid(view, names, "github").splitlines())) <= width
+
+    blocks: list[list[str]] = [[]]
+    for _, names in view.sections:
+        if blocks[-1] and not fits(blocks[-1] + names):
+            blocks.append([])
+        for name in names:
+            if blocks[-1] and not fits(blocks[-1] + [name]):
+                blocks.append([])
+            blocks[-1].append(name)
+    tables = [_grid(view, names, "github") for names in blocks if names]
+    return "\n\n".join([heading, "\n".join(notes), *tables])
+
+
+def _html_table(view: TableView) -> str:
+    heading = html.escape(view.heading)
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in view.notes)
+    return f"<h3>{heading}</h3>\n<ul class=\"notes\">{notes}</ul>\n{_grid(view, view.metrics, 'html')}"
+
+
+def _json_table(view: TableView) -> dict:
+    def number(value: float) -> float | None:
+        return None if pd.isna(value) else float(value)
+
+    return {**view.keys, "notes": view.notes,
+            "metrics": [{"name": n, "direction": METRICS[n].direction, "section": title}
+                        for title, names in view.sections for n in names],
+            "rows": [{"method": method, "n_seeds": n,
+                      "cells": {name: {"text": c.text, "marker": c.marker, "not_estimated": bool(c.flag),
+                                       **{k: number(v) for k, v in c.values.items()}} for name, c in cells.items()}}
+                     for method, n, cells in view.rows]}
+
+
+def _latex_table(view: TableView) -> str:
+    def tex(text: str) -> str:
+        out = "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
+        for symbol, command in LATEX.items():
+            out = out.replace(symbol, command)
+        return out
+
+    names = view.metrics
+    lines = [f"% {tex(note)}" for note in view.notes]
+    lines += [f"\\begin{{tabular}}{{l{'r' * len(names)}}}", r"\toprule",
+              " & ".join(["method"] + [tex(_header(n)) for n in names]) + r" \\", r"\midrule"]
+    lines += [" & ".join([tex(method)] + [tex(cells[n].text) for n in names]) + r" \\"
+              for method, _, cells in view.rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    caption = tex(view.heading)
+    return "\n".join([r"\begin{table}", r"\centering", f"\\caption{{{caption}}}", *lines, r"\end{table}"])
+
+
+def _csv(summary: pd.DataFrame, metrics: str | Sequence[str]) -> str:
+    """The numeric summary (what `harness check` and `compare` read) with a `<metric>_marker`
+    column per tested metric; a metric selection keeps only those metrics' columns."""
+    names = [name for _, group in select_metrics(summary, metrics) for name in group]
+    markers = {f"{name}_marker": [marker_of(row, name)[0] for _, row in summary.iterrows()]
+               for name in summary_metrics(summary) if f"{name}_diff" in summary}
+    frame = pd.concat([summary, pd.DataFrame(markers, index=summary.index)], axis=1)
+    if metrics != "all":
+        per_metric = {f"{m}{s}" for m in summary_metrics(summary) for s in METRIC_SUFFIXES}
+        wanted = {f"{m}{s}" for m in names for s in METRIC_SUFFIXES}
+        frame = frame[[c for c in frame.columns if c not in per_metric or c in wanted]]
+    return frame.to_csv(index=False, float_format="%.6g")
+
+
+def _notes(table: pd.DataFrame, metrics: list[str], scale: str, compact: bool = False) -> list[str]:
     seeds = "/".join(map(str, sorted(set(table["n_seeds"]))))
-    notes = [f"mean ± sd over {seeds} replicates" + (", percent" if scale == "pct" else "")]
+    percent = ", percent" if scale == "pct" else ""
+    if compact:
+        tested = any(f"{name}_diff" in table for name in metrics)
+        notes = [f"mean over {seeds} replicates{percent}" + (f" (Δ vs {stats.BASELINE}, ▲/▼)" if tested else "")
+                 + "; ± sd in the full table"]
+    else:
+        notes = [f"mean ± sd over {seeds} replicates{percent}"]
     notes += _significance_notes(table, metrics)
     fidelity_shown = any(METRICS[m].source == "fidelity" and table[f"{m}_mean"].notna().any() for m in metrics)
     if fidelity_shown:
         for column, what in (("fidelity_extractor", "FID/KID features"), ("fidelity_n", "n")):
             values = sorted(set(table[column].dropna())) if column in table else []
             notes.append(f"{what}: {' | '.join(values) if values else 'not recorded'}")
-    header = ", ".join(f"{k}={v}" for k, v in zip(TABLE_KEYS, keys))
-    return f"{header} ({'; '.join(notes)})"
+        judges = sorted(set(table["fidelity_judge"].dropna())) if "fidelity_judge" in table else []
+        if judges:
+            notes.append(f"fidelity judges' accuracy on real test: {' | '.join(judges)}")
+    return notes
 
 
 def _values(table: pd.DataFrame, column: str) -> list[str]:
@@ -366,17 +569,27 @@ def _significance_notes(table: pd.DataFrame, metrics: list[str]) -> list[str]:
     return notes
 
 
-def _cell(row: pd.Series, name: str, factor: float) -> str:
-    mean, sd = row[f"{name}_mean"], row[f"{name}_sd"]
+def marker_of(row: pd.Series, name: str) -> tuple[str, str]:
+    """(▲/▼/"", † or ""): the one place a row's significance marker is decided."""
+    diff = row.get(f"{name}_diff", math.nan)
+    if pd.isna(diff):
+        return "", ""
+    sign = stats.marker(float(diff), float(row.get(f"{name}_p_adj", math.nan)), METRICS[name].direction)
+    flagged = sign and isinstance(row.get("not_estimated"), str) and row["not_estimated"]
+    return sign, NOT_ESTIMATED_FLAG if flagged else ""
+
+
+def cell_view(row: pd.Series, name: str, factor: float, compact: bool = False) -> CellView:
+    values = {k: float(row.get(f"{name}_{k}", math.nan)) for k in ("mean", "sd", "diff", "ci_low", "ci_high", "p_adj")}
+    sign, flag = marker_of(row, name)
+    mean, sd, diff = values["mean"], values["sd"], values["diff"]
     if pd.isna(mean):
-        return "n/a"
+        return CellView("n/a", "", "", values)
     digits = 1 if factor == 100 else 3
     text = f"{mean * factor:.{digits}f}"
-    if not pd.isna(sd):
+    if not pd.isna(sd) and not compact:
         text += f" ± {sd * factor:.{digits}f}"
-    diff = row.get(f"{name}_diff", math.nan)
     if not pd.isna(diff):
-        sign = stats.marker(float(diff), float(row.get(f"{name}_p_adj", math.nan)), METRICS[name].direction)
-        flag = NOT_ESTIMATED_FLAG if sign and isinstance(row.get("not_estimated"), str) and row["not_estimated"] else ""
-        text += f" (Δ {diff * factor:+.{digits}f}{' ' + sign + flag if sign else ''})"
-    return text
+        delta = f"{diff * factor:+.{digits}f}" if compact else f"Δ {diff * factor:+.{digits}f}"
+        text += f" ({delta}{' ' + sign + flag if sign else ''})"
+    return CellView(text, sign, flag, values)

@@ -4,6 +4,16 @@ Discovery order: the entry-point group "harness" (built-ins are registered there
 a third party's), then plugin files given with --plugins. Names blocked with --block are
 skipped, whether they name an entry point or a single plugin.
 
+Plugins load lazily: a package may ship a manifest (MANIFEST_FILE in its top-level package, written
+by `python -m harness.registry PACKAGE` from the real classes) listing per entry-point module its
+plugins' kind, name, version, defaults and configs. Their names and metadata are then known
+without importing the module (and diffusers, transformers, ...); the module is imported when a
+plugin's class is first used, and its classes are checked against the manifest. Entry points
+without a manifest entry and plugin files are imported at once.
+
+Hooks are validated when a module registers: a function named like a hook (`harness_*`) that is
+not one of the hookspecs, marked or not, is an error naming the hooks that exist.
+
 Each plugin carries a digest of its source, which every cache key that depends on the plugin
 includes, so an edited plugin recomputes without a version bump. It covers the files of the
 classes in the plugin's MRO that belong to the plugin's own top-level package or to harness
@@ -16,15 +26,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
 import sys
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 
@@ -33,20 +44,43 @@ from harness.cache import files_digest
 from harness.contracts import Classifier, ConfigError, Dataset, Generator, PluginBase
 
 BASE_FOR_KIND = {"dataset": Dataset, "generator": Generator, "classifier": Classifier}
+MANIFEST_FILE = "harness_plugins.json"
+#: what a manifest records of each plugin class (plus "class", its name in the module)
+MANIFEST_FIELDS = ("kind", "name", "version", "defaults", "configs")
 
 
 class PluginError(RuntimeError):
     """A plugin could not be loaded or is malformed; the message names its origin."""
 
 
-@dataclass(frozen=True)
 class PluginInfo:
-    kind: str
-    name: str
-    version: str
-    cls: type
-    origin: str  # where it came from: entry point / file, with module:line
-    source_digest: str = ""  # see source_digest()
+    """A plugin's kind, name and version; its class (imported on first use) and source digest."""
+
+    def __init__(self, kind: str, name: str, version: str, origin: str, cls: type | Callable[[], type],
+                 metadata: dict | None = None) -> None:
+        self.kind, self.name, self.version, self.origin = kind, name, version, origin
+        self._metadata = metadata
+        self._load = cls if not inspect.isclass(cls) else (lambda: cls)
+
+    @cached_property
+    def cls(self) -> type:
+        return self._load()
+
+    @property
+    def metadata(self) -> dict:
+        """kind, name, version, defaults and configs: from the manifest, else from the class."""
+        return self._metadata if self._metadata is not None else manifest_entry(self.cls)
+
+    @cached_property
+    def source_digest(self) -> str:
+        return source_digest(self.cls)
+
+    @property
+    def configs(self) -> dict[str, dict[str, Any]]:
+        return self.metadata["configs"]
+
+    def __repr__(self) -> str:
+        return f"PluginInfo({self.kind} {self.name!r} v{self.version}, {self.origin})"
 
 
 class Registry:
@@ -55,12 +89,12 @@ class Registry:
         self.blocked = set(blocked)
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
-        self._sources: dict[object, str] = {}
+        self.plugins: dict[str, dict[str, PluginInfo]] = {kind: {} for kind in hookspecs.HOOK_FOR_KIND}
+        self._modules: dict[str, dict[tuple[str, str], type]] = {}  # lazily imported: (kind, name) -> class
         if entry_points:
             self._load_entry_points()
         for path in plugin_files:
             self._load_file(Path(path))
-        self.plugins = self._collect()
 
     # -- discovery -------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
@@ -68,11 +102,43 @@ class Registry:
             if ep.name in self.blocked:
                 continue
             dist = ep.dist.name if ep.dist else "?"
-            try:
-                module = ep.load()
-            except Exception as exc:  # a broken third-party package must say which one it is
-                raise PluginError(f"entry point '{ep.name}' ({ep.value}) of package '{dist}' failed to load: {exc}") from exc
-            self._register(module, f"entry point {dist}:{ep.name}")
+            source = f"entry point {dist}:{ep.name}"
+            listed = _package_manifest(ep.module).get(ep.module) if not ep.attr else None
+            if listed is not None:
+                for entry in listed:
+                    self._add(PluginInfo(entry["kind"], entry["name"], str(entry["version"]),
+                                         f"{source} ({ep.module}:{entry.get('class', '?')})",
+                                         lambda ep=ep, entry=entry, source=source: self._lazy_class(ep, entry, source),
+                                         {k: entry[k] for k in MANIFEST_FIELDS}))
+                continue
+            self._register(self._import_entry_point(ep, dist), source)
+
+    @staticmethod
+    def _import_entry_point(ep: importlib.metadata.EntryPoint, dist: str) -> ModuleType:
+        try:
+            return ep.load()
+        except Exception as exc:  # a broken third-party package must say which one it is
+            raise PluginError(f"entry point '{ep.name}' ({ep.value}) of package '{dist}' failed to load: {exc}") from exc
+
+    def _lazy_class(self, ep: importlib.metadata.EntryPoint, entry: dict, source: str) -> type:
+        """Import the entry point's module (once), register its hooks and return the class the
+        manifest names, refusing a manifest that no longer matches the code."""
+        if ep.module not in self._modules:
+            module = self._import_entry_point(ep, ep.dist.name if ep.dist else "?")
+            self._validate_hooks(module, source)
+            self._modules[ep.module] = {(kind, self._check(kind, cls, source).name): cls
+                                        for kind, cls in self._hook_classes(module)}
+        cls = self._modules[ep.module].get((entry["kind"], entry["name"]))
+        regenerate = f"regenerate it with `python -m harness.registry {ep.module.split('.')[0]}`"
+        if cls is None:
+            raise PluginError(f"{source}: {MANIFEST_FILE} lists {entry['kind']} '{entry['name']}', which "
+                              f"{ep.module} no longer defines; {regenerate}")
+        actual, listed = manifest_entry(cls), _json_normal(entry)
+        stale = [f"{key}: listed {listed.get(key)!r}, code {actual[key]!r}" for key in actual if listed.get(key) != actual[key]]
+        if stale:
+            raise PluginError(f"{source}: {MANIFEST_FILE} is stale for {entry['kind']} '{entry['name']}' "
+                              f"({'; '.join(stale)}); {regenerate}")
+        return cls
 
     def _load_file(self, path: Path) -> None:
         if not path.is_file():
@@ -89,29 +155,49 @@ class Registry:
         self._register(module, f"file {path}")
 
     def _register(self, module: ModuleType, source: str) -> None:
+        """Register an imported module's plugins now."""
         if self.manager.is_registered(module):
             return
-        self.manager.register(module, name=source)
-        self._sources[module] = source
+        self._validate_hooks(module, source)
+        for kind, cls in self._hook_classes(module):
+            self._add(self._check(kind, cls, source))
 
-    def _collect(self) -> dict[str, dict[str, PluginInfo]]:
-        found: dict[str, dict[str, PluginInfo]] = {kind: {} for kind in hookspecs.HOOK_FOR_KIND}
+    def _validate_hooks(self, module: ModuleType, source: str) -> None:
+        """Register the module with pluggy, refusing misnamed hooks and hooks of the wrong signature."""
+        hooks = sorted(hookspecs.HOOK_FOR_KIND.values())
+        unknown = [name for name, value in vars(module).items()
+                   if name.startswith(f"{hookspecs.PROJECT}_") and callable(value) and name not in hooks]
+        if unknown:
+            hints = [f"'{name}'" + (f" (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(name, hooks, n=1))
+                                    else "") for name in unknown]
+            raise PluginError(f"{source}: {', '.join(hints)} is not a harness hook, so its plugins would be ignored; "
+                              f"the hooks are {', '.join(hooks)}")
+        try:
+            self.manager.register(module, name=source)
+            self.manager.check_pending()  # @hookimpl functions that match no hookspec
+        except pluggy.PluginValidationError as exc:
+            detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise PluginError(f"{source}: {detail}; the hooks are {', '.join(hooks)}") from exc
+
+    def _hook_classes(self, module: ModuleType) -> list[tuple[str, type]]:
+        """(kind, class) for every class the module's hook implementations return."""
+        found = []
         for kind, hook_name in hookspecs.HOOK_FOR_KIND.items():
-            hook = getattr(self.manager.hook, hook_name)
-            for impl in hook.get_hookimpls():
-                source = self._sources.get(impl.plugin, impl.plugin_name)
-                for cls in impl.function() or []:
-                    info = self._check(kind, cls, source)
-                    if info.name in self.blocked:
-                        continue
-                    if info.name in found[kind]:
-                        other = found[kind][info.name]
-                        raise PluginError(
-                            f"two {kind} plugins are named '{info.name}': {other.origin} and {info.origin}; "
-                            f"rename one, or block one with --block"
-                        )
-                    found[kind][info.name] = info
+            for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+                if impl.plugin is module:
+                    found += [(kind, cls) for cls in impl.function() or []]
         return found
+
+    def _add(self, info: PluginInfo) -> None:
+        if info.name in self.blocked:
+            return
+        found = self.plugins[info.kind]
+        if info.name in found:
+            raise PluginError(
+                f"two {info.kind} plugins are named '{info.name}': {found[info.name].origin} and {info.origin}; "
+                f"rename one, or block one with --block"
+            )
+        found[info.name] = info
 
     @staticmethod
     def _check(kind: str, cls: type, source: str) -> PluginInfo:
@@ -126,7 +212,7 @@ class Registry:
             location = f"{cls.__module__}:{line}"
         except (OSError, TypeError):
             location = cls.__module__
-        return PluginInfo(kind, cls.name, str(cls.version), cls, f"{source} ({location})", source_digest(cls))
+        return PluginInfo(kind, cls.name, str(cls.version), f"{source} ({location})", cls)
 
     # -- lookup ----------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> PluginInfo:
@@ -144,6 +230,52 @@ class Registry:
 
     def all(self) -> list[PluginInfo]:
         return [info for kind in self.plugins for info in sorted(self.plugins[kind].values(), key=lambda i: i.name)]
+
+
+# ---- manifests: plugin metadata readable without importing the plugin ----
+
+def manifest_entry(cls: type) -> dict:
+    """What a manifest records of one plugin class, as JSON values."""
+    return _json_normal({"kind": cls.kind, "name": cls.name, "version": str(cls.version), "defaults": cls.defaults,
+                         "configs": cls.configs, "class": cls.__qualname__})
+
+
+def _json_normal(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=repr))
+
+
+_MANIFESTS: dict[str, dict] = {}
+
+
+def _package_manifest(module: str) -> dict[str, list[dict]]:
+    """The manifest of the module's top-level package ({} when it has none), read without
+    importing the module (only the top-level package's directory is looked up)."""
+    package = module.split(".")[0]
+    if package not in _MANIFESTS:
+        spec = importlib.util.find_spec(package)
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        files = [Path(folder) / MANIFEST_FILE for folder in folders if (Path(folder) / MANIFEST_FILE).is_file()]
+        try:
+            _MANIFESTS[package] = json.loads(files[0].read_text())["modules"] if files else {}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PluginError(f"{files[0]} is not a plugin manifest ({exc}); regenerate it with "
+                              f"`python -m harness.registry {package}`") from exc
+    return _MANIFESTS[package]
+
+
+def build_manifest(package: str) -> dict:
+    """The manifest of a package's entry points in the "harness" group, from the real classes."""
+    registry = Registry(entry_points=False)
+    modules = {}
+    eps = importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP)
+    for ep in sorted(eps, key=lambda e: e.module):
+        if ep.module.split(".")[0] != package or ep.attr:
+            continue
+        module = importlib.import_module(ep.module)
+        registry._validate_hooks(module, f"entry point {ep.name}")
+        modules[ep.module] = [manifest_entry(cls) for _, cls in registry._hook_classes(module)]
+    return {"about": f"written by `python -m harness.registry {package}` from the plugin classes; "
+                     "tests/test_cli_startup.py checks it against them", "modules": modules}
 
 
 def source_digest(cls: type) -> str:
@@ -175,3 +307,11 @@ def _module_of(value: Any) -> ModuleType | None:
         return value
     name = getattr(value, "__module__", None)
     return sys.modules.get(name) if isinstance(name, str) else None
+
+
+if __name__ == "__main__":
+    target = sys.argv[1] if len(sys.argv) > 1 else "plugins"
+    spec = importlib.util.find_spec(target)
+    out = Path(list(spec.submodule_search_locations)[0]) / MANIFEST_FILE
+    out.write_text(json.dumps(build_manifest(target), indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    print(f"wrote {out}")

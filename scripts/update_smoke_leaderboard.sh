@@ -12,7 +12,7 @@ rm -rf "$run" "$drift_run"
 .venv/bin/harness run smoke --out "$run" --cache "$cache" --quiet
 scripts/drift_run.sh smoke "$drift_run"
 .venv/bin/harness baseline "$run" --drift-run "$drift_run" --output leaderboards/smoke.csv
-.venv/bin/harness leaderboard "$run" --output leaderboards/smoke.md
+.venv/bin/harness leaderboard "$run" --metrics all --output leaderboards/smoke.md
 cp "$run/manifest.json" leaderboards/smoke.manifest.json
 cp "$run/results.jsonl" leaderboards/smoke.results.jsonl
 echo "updated leaderboards/smoke.{csv,md,manifest.json,results.jsonl} from $run (drift from $drift_run)"

@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from harness import records, stats
 from harness.cli import main
-from harness.leaderboard import TABLE_KEYS, load_summary, render
+from harness.leaderboard import TABLE_KEYS, WIDTH, load_summary, render
 from harness.metrics import METRICS
 
 from leaderboard_toys import write_run
@@ -57,10 +57,11 @@ def _marker(cell: str) -> str:
     return "▲" if "▲" in cell else "▼" if "▼" in cell else ""
 
 
-def test_markers_flag_the_clearly_better_and_worse_methods(hand_run, hand_markdown, capsys):
-    assert main(["leaderboard", str(hand_run)]) == 0
-    text = capsys.readouterr().out
-    assert text == hand_markdown  # the command's default is the two-level bootstrap
+def test_markers_flag_the_clearly_better_and_worse_methods(hand_run, hand_summary, hand_markdown, capsys):
+    assert main(["leaderboard", str(hand_run), "--metrics", "all"]) == 0
+    # the command's default is the two-level bootstrap
+    assert capsys.readouterr().out == render(hand_summary, "md", metrics="all", width=WIDTH)
+    text = hand_markdown
     assert "two-level bootstrap (replicates, then test samples), B=2000" in text
     assert f"replicates: {SEEDS} generator fits × {SEEDS} classifier seeds × {SEEDS} cuts" in text
     rows = _markdown_rows(text)

@@ -7,21 +7,26 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness import progress, records
+from harness import coverage, progress, records
+from harness.cache import write_bytes_atomic
 from harness.cli import add_plugin_options
+from harness.cli.leaderboard import add_table_options, summary_of, tables
 from harness.devices import check_device_name
 from harness.grid import Cell, ConfigErrors, Grid, add_generators, apply_overrides, load_grid, parse_only
-from harness.leaderboard import load_summary, render
+from harness.leaderboard import run_markdown
 from harness.registry import Registry
 from harness.runner import plan_cells, run_grid
 
+LEADERBOARD = "leaderboard.md"  # written into the run folder
 DEFAULT_CACHE = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("run", help="run a grid and print its leaderboard",
                               description="Run every cell of a grid; cached stages are reused, so a rerun only "
-                                          "computes what is missing and an interrupted run resumes.")
+                                          "computes what is missing and an interrupted run resumes. Prints the "
+                                          "headline leaderboard and writes OUT/leaderboard.md (headline, then "
+                                          "every metric).")
     p.add_argument("grid", nargs="?", default="smoke", help="grid file, or a built-in grid name (default: smoke)")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<grid name>)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"artifact cache (default: {DEFAULT_CACHE}; env HARNESS_CACHE)")
@@ -49,7 +54,8 @@ def add_parser(subparsers) -> None:
                    help="make every check a run makes (plugins, parameters, scenarios, --param, --only), "
                         "report all config errors (exit 2), else print the cells and exit")
     p.add_argument("--exit-on-error", action="store_true", help="stop at the first failing cell")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or printed leaderboard")
+    add_table_options(p)
     add_plugin_options(p)
     p.set_defaults(func=run)
 
@@ -74,16 +80,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: the cells in flight were stopped; {done} of {len(cells)} cells are done in {out}. "
               f"To resume, run the same command again: {shlex.join(['harness', *sys.argv[1:]])}", file=sys.stderr)
         return 130
-    if not args.quiet:
-        try:
-            print(render(load_summary(out)))
-        except FileNotFoundError:
-            pass
+    written = leaderboard(args, grid, out)
     print(f"{summary.cells} cells: {summary.computed} computed, {summary.reused} reused from {out}, "
-          f"{len(summary.failed)} failed; {summary.wall_s:.1f} s", file=sys.stderr)
+          f"{len(summary.failed)} failed; {summary.wall_s:.1f} s"
+          + (f"; leaderboard: {out / LEADERBOARD}" if written else ""), file=sys.stderr)
     for failure in summary.failed:
         print(f"  FAILED {failure['cell_id']} #s{failure['seed_index']}: {failure['error']}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def leaderboard(args: argparse.Namespace, grid: Grid, out: Path) -> bool:
+    """Write OUT/leaderboard.md (headline, every metric, failed and missing cells) and print the
+    tables unless --quiet; False when no cell succeeded (the failures printed after say why)."""
+    try:
+        board = summary_of(args, out)
+    except FileNotFoundError:
+        return False
+    gaps = coverage.gaps(out)
+    text = run_markdown(board, f"Leaderboard: {grid.name}", args.scale)
+    write_bytes_atomic(out / LEADERBOARD, (text + ("\n" + coverage.markdown(gaps, out) if gaps else "")).encode())
+    if not args.quiet:
+        print(tables(board, args), end="")
+    return True
 
 
 def plan(args: argparse.Namespace) -> tuple[Grid, dict, list[Cell]]:
