@@ -20,7 +20,7 @@ VERBS = {
     "check": "regression gate against a baseline leaderboard CSV",
     "validate-plugin": "run a plugin against its contract on tiny data",
     "describe": "per-group / per-class counts of a dataset, before and after a scenario",
-    "report": "write a static HTML report (tables, plots, sample grids)",
+    "report": "write a static HTML report (findings, forest plot, plots, tables)",
     "compare": "diff two leaderboards (run folders or CSVs) cell by cell",
     "baseline": "write a baseline CSV (means, sds, drift, tolerances) for `harness check`",
 }
