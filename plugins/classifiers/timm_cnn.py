@@ -65,6 +65,7 @@ class TimmClassifier(Classifier):
     version = "1"
     defaults = BASE_DEFAULTS
     configs = {"cpu": CPU_CONFIG, "paper": PAPER_CONFIGS["paper_fairgen"], **PAPER_CONFIGS}
+    limit_params = {"epochs": 1}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

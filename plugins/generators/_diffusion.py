@@ -125,6 +125,7 @@ class PixelDiffusionGenerator(Generator):
     """Base class: subclasses define the condition (and optionally sampler weights and loss)."""
 
     defaults: ClassVar[dict[str, Any]] = COMMON_DEFAULTS
+    limit_params: ClassVar[dict[str, Any]] = {"train_steps": 2, "sample_steps": 2}
     #: whether condition_factors/encode handle multi-hot labels (N, L)
     supports_multilabel: ClassVar[bool] = False
 
