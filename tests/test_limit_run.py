@@ -94,7 +94,7 @@ def test_a_limited_run_checks_new_plugins_end_to_end_and_is_marked(tiny_grid, to
     assert not {r["cell_key"] for r in full_rows} & {r["cell_key"] for r in rows}
 
 
-def test_a_limited_run_cannot_be_published_baselined_or_gated(tiny_grid, toy_plugins, tmp_path, capsys):
+def test_a_limited_run_cannot_be_published_baselined_gated_or_exported(tiny_grid, toy_plugins, tmp_path, capsys):
     author = tmp_path / "mine.py"
     author.write_text(AUTHOR_PLUGINS)
     out = tmp_path / "limited"
@@ -103,11 +103,13 @@ def test_a_limited_run_cannot_be_published_baselined_or_gated(tiny_grid, toy_plu
     capsys.readouterr()
     for argv, use in ((["leaderboard", str(out), "--publish", str(tmp_path / "pub")], "published"),
                       (["baseline", str(out), "--output", str(tmp_path / "b.csv")], "used as a baseline"),
-                      (["check", str(out), "--baseline", str(tmp_path / "b.csv")], "checked against a baseline")):
+                      (["check", str(out), "--baseline", str(tmp_path / "b.csv")], "checked against a baseline"),
+                      (["publish", str(out), "--out", str(tmp_path / "hub")], "published"),
+                      (["export", str(out), "--synthetic", str(tmp_path / "export")], "exported")):
         assert main(argv) == 2
         error = capsys.readouterr().err
         assert "limited run (--limit 9" in error and use in error and "rerun without --limit" in error
-    assert not (tmp_path / "pub").exists() and not (tmp_path / "b.csv").exists()
+    assert not any((tmp_path / name).exists() for name in ("pub", "b.csv", "hub", "export"))
 
 
 def test_add_classifier_refuses_a_label_the_grid_has(tiny_grid, toy_plugins, capsys):
