@@ -52,7 +52,7 @@ class Source:
             line -= 1
         if above:
             return " ".join(above)
-        code, sep, trailing = self.lines[node.end_lineno - 1].partition("  # ")
+        _, sep, trailing = self.lines[node.end_lineno - 1].partition("  # ")
         return trailing.strip() if sep else ""
 
 
@@ -75,9 +75,7 @@ def function_section(source: Source, node: ast.FunctionDef, level: str, drop_sel
                      owner: str = "") -> list[str]:
     prefix = f"{owner}." if owner else ""
     is_property = any(getattr(d, "id", None) == "property" for d in node.decorator_list)
-    title = f"{prefix}{node.name}" + (" (property)" if is_property else "")
-    if not is_property:
-        title = prefix + signature(node, drop_self)
+    title = f"{prefix}{node.name} (property)" if is_property else prefix + signature(node, drop_self)
     return [f"{level} `{title}`", "", docstring(source, node, f"{prefix}{node.name}"), ""]
 
 
@@ -146,8 +144,9 @@ def plugin_api_markdown() -> str:
         except LookupError:
             node, source = devices.top(name), devices
         if isinstance(node, ast.Assign):
-            out += [f"### `{name} = {ast.unparse(node.value)}`", "", source.comment(node) or
-                    _missing(source, name), ""]
+            if not source.comment(node):
+                raise SystemExit(f"{source.relative}: {name} has no comment; add `#: what it is` above it")
+            out += [f"### `{name} = {ast.unparse(node.value)}`", "", source.comment(node), ""]
         else:
             out += function_section(source, node, "###")
     return "\n".join(out).rstrip() + "\n"
@@ -155,10 +154,6 @@ def plugin_api_markdown() -> str:
 
 def _exported(source: Source) -> list[str]:
     return list(ast.literal_eval(source.top("__all__").value))
-
-
-def _missing(source: Source, name: str) -> str:
-    raise SystemExit(f"{source.relative}: {name} has no comment; add `#: what it is` above it")
 
 
 def grid_keys_markdown() -> str:

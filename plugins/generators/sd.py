@@ -124,6 +124,7 @@ class StableDiffusionFinetune(Generator):
         "vae_kl_weight": 1e-6,
     }
     configs: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {}, "paper": PAPER}
+    limit_params: ClassVar[dict[str, Any]] = {"train_steps": 2, "sample_steps": 2}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
