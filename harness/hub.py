@@ -154,7 +154,9 @@ def synthetic_table(synthetic: ImageSet, record: dict, key: str) -> tuple[pa.Tab
     columns = {
         "image": [{"bytes": _png(image), "path": f"{sample_id}.png"} for image, sample_id in
                   zip(synthetic.images, synthetic.ids)],
-        "label": synthetic.labels.tolist(),
+        # multi-hot rows become the list of their positive classes, as `datasets` reads Sequence(ClassLabel)
+        "label": ([np.flatnonzero(row).tolist() for row in synthetic.labels] if synthetic.multilabel
+                  else synthetic.labels.tolist()),
         "attributes": [{name: values[i] for name, values in attributes.items()} for i in range(len(synthetic))],
         "provenance": synthetic.provenance.tolist(),
         "id": synthetic.ids.tolist(),
@@ -221,7 +223,7 @@ def synthetic_card(run_dir: Path, features_by_dataset: dict[str, dict], counts: 
             f"sets, {counts['images']} images, and the states of {counts['generators']} trained generators under "
             "`models/`, each with its model card.", "",
             "Load a dataset's images with `datasets.load_dataset(\"PATH_OR_REPO\", \"DATASET\")`. Columns: `image`, "
-            "`label` (class names in the features), `attributes` (the requested sensitive attributes, by name), "
+            "`label` (class names in the features; for a multi-label dataset, the list of positive classes), `attributes` (the requested sensitive attributes, by name), "
             "`provenance` (`synthetic:<generator label>`), `id`, `generator` (label, plugin name, version, "
             "resolved parameters as JSON, source digest), `dataset`, `scenario`, `sampling` and `synthetic_key` "
             "(the harness cache key of the set). The run's records say how each set scored.", "",

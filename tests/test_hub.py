@@ -136,3 +136,28 @@ def test_export_refuses_a_folder_with_files_in_it(finished_run, tmp_path, capsys
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert main(["export", str(run), "--synthetic", str(tmp_path / "busy")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_grayscale_multilabel_sets_keep_pixels_label_names_and_unknown_attributes(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from harness.hub import synthetic_table, write_parquet
+
+    rng = np.random.default_rng(0)
+    synthetic = ImageSet(images=rng.integers(0, 256, (6, 1, 5, 7), dtype=np.uint8),
+                         labels=np.array([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 1]]),
+                         attributes={"sex": np.array([0, 1, -1, 0, 1, 0])}, label_names=["effusion", "edema"],
+                         attribute_vocab={"sex": ["female", "male"]}, ids=[f"s{i}" for i in range(6)],
+                         provenance=["synthetic:mine"] * 6)
+    record = {"spec": {"dataset": {"label": "cxr", "name": "cxr"}, "scenario": "natural",
+                       "generator": {"label": "mine", "name": "mine", "params": {}}, "sampling": None},
+              "plugins": {"generator": {"name": "mine", "version": "2", "params": {"steps": 3}}}}
+    table, features = synthetic_table(synthetic, record, "k" * 20)
+    (tmp_path / "data").mkdir()
+    write_parquet(table, tmp_path / "data" / "set.parquet", features)
+    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "set.parquet"), split="train",
+                                   cache_dir=str(tmp_path / "hf"))
+    assert loaded.features["label"].feature.names == ["effusion", "edema"]
+    assert [row["label"] for row in loaded] == [[0], [1], [0, 1], [], [0], [1]]  # the positive classes
+    assert [row["attributes"]["sex"] for row in loaded] == ["female", "male", "unknown", "female", "male", "female"]
+    assert all(np.array_equal(np.asarray(row["image"]), synthetic.images[i, 0]) for i, row in enumerate(loaded))
+    assert loaded[0]["generator"]["version"] == "2" and '"steps": 3' in loaded[0]["generator"]["params"]
