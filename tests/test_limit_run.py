@@ -127,3 +127,11 @@ def test_limit_keeps_every_class_and_group_while_n_allows():
     if len(pairs) <= 6:
         assert {(int(y), int(g)) for y, g in zip(limited.labels, limited.attributes["group"])} == pairs
     assert set(limited.ids) <= set(split.ids)
+
+
+def test_a_negative_limit_is_refused_before_anything_runs(tiny_grid, toy_plugins, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(tiny_grid), "--plugins", toy_plugins, "--out", str(out), "--cache", str(tmp_path / "c"),
+                 "--limit", "-3"]) == 2
+    assert "--limit must be a number of images per split (>= 1), got -3" in capsys.readouterr().err
+    assert not out.exists()
