@@ -309,8 +309,12 @@ def limited_grid(grid: Grid, registry: Registry) -> Grid:
     """The grid with each plugin's `limit_params` (few steps) where the grid sets none of its own,
     for `--limit`; they are part of the specs, so limited cells never share keys with full ones."""
     def limited(spec: PluginSpec) -> PluginSpec:
-        return dataclasses.replace(spec, params={**registry.get(spec.kind, spec.name).cls.limit_params,
-                                                 **spec.params})
+        cls = registry.get(spec.kind, spec.name).cls
+        unknown = sorted(set(cls.limit_params) - set(cls.defaults))
+        if unknown:
+            raise ConfigError(f"{spec.kind} '{spec.name}': limit_params {unknown} are not among its parameters "
+                              f"({sorted(cls.defaults)}); fix the plugin's limit_params")
+        return dataclasses.replace(spec, params={**cls.limit_params, **spec.params})
 
     return dataclasses.replace(grid, datasets=[(limited(d), s) for d, s in grid.datasets],
                                generators=[limited(g) for g in grid.generators],

@@ -135,3 +135,12 @@ def test_a_negative_limit_is_refused_before_anything_runs(tiny_grid, toy_plugins
                  "--limit", "-3"]) == 2
     assert "--limit must be a number of images per split (>= 1), got -3" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_limit_params_that_name_no_parameter_are_reported_as_the_plugins_mistake(tiny_grid, toy_plugins, tmp_path,
+                                                                                capsys):
+    author = tmp_path / "mine.py"
+    author.write_text(AUTHOR_PLUGINS.replace('limit_params = {"steps": 2}', 'limit_params = {"stepz": 2}'))
+    assert _run(tiny_grid, toy_plugins, author, tmp_path / "run", tmp_path / "cache", "--add-generator", "stepper",
+                "--limit", "8") == 2
+    assert "generator 'stepper': limit_params ['stepz'] are not among its parameters" in capsys.readouterr().err
