@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness import records
 from harness.compare import CSV_PRECISION
 from harness.leaderboard import TABLE_KEYS, load_records, load_summary, records_frame
 from harness.metrics import HIGHER, METRICS
@@ -79,6 +80,7 @@ def check(run_dir: Path, baseline_csv: Path, overrides: dict[str, float] | None 
           complete: bool = False) -> CheckResult:
     """Compare the cells of `run_dir` with `baseline_csv`. `overrides` replaces a metric's
     tolerance (in its units) for every cell; `complete` asks that every baseline cell was run."""
+    records.refuse_limited(run_dir, "checked against a baseline")
     baseline = read_baseline(baseline_csv)
     metrics = _metrics(baseline)
     merged = baseline.merge(_current(run_dir, metrics), on=ROW_KEYS, how="left", indicator=True)
@@ -170,6 +172,7 @@ def baseline_table(run_dir: Path, spread_factor: float = SPREAD_FACTOR, drift_ru
     n_seeds replicates each, with the sd observed over this run's seeds. The drift comes from
     `drift_run`, the same grid run under another ISA (`measure_drift`); without one it is 0.
     """
+    records.refuse_limited(run_dir, "used as a baseline")
     summary = load_summary(run_dir)
     drift = measure_drift(run_dir, drift_run, summary) if drift_run is not None else {}
     columns = {**{k: summary[k] for k in ROW_KEYS + ["n_seeds"]}, "spread_factor": spread_factor}

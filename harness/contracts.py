@@ -22,13 +22,23 @@ class ConfigError(ValueError):
 
 
 class PluginBase:
+    """What every plugin declares: its name, version and parameters. The harness creates it with
+    the grid entry's `params` (checked against `defaults`) and reads them back from `self.params`."""
+
+    #: the name grid files and the CLI use; unique per kind
     name: ClassVar[str] = ""
+    #: bump it when the plugin's output changes for the same parameters (the source digest is part
+    #: of every cache key as well)
     version: ClassVar[str] = "0"
+    #: "dataset", "generator" or "classifier"; set by the base class
     kind: ClassVar[str] = ""
     #: every parameter with its default; configs may only set these keys
     defaults: ClassVar[dict[str, Any]] = {}
     #: named parameter sets, e.g. {"cpu": {...}, "paper": {...}}; selected with config="name"
     configs: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: parameters a `harness run --limit N` check uses where the grid sets none, e.g.
+    #: {"train_steps": 2}: few steps, so that every stage runs end to end in seconds
+    limit_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params = self.resolve_params(params)
@@ -79,14 +89,18 @@ class Dataset(PluginBase):
     """
 
     kind = "dataset"
+    #: class names; label codes index into this list
     label_names: ClassVar[list[str]] = []
+    #: attribute names; the first is the primary one that the fairness metrics group by
     sensitive_attributes: ClassVar[list[str]] = []
+    #: classes whose misses matter most (e.g. melanoma); metrics report their recall per group
     high_risk_classes: ClassVar[list[str]] = []
     #: the utility metric whose best-minus-worst group gap is `gap_<metric>`
     primary_metric: ClassVar[str] = "acc"
 
     @property
     def primary_attribute(self) -> str:
+        """The attribute the fairness metrics and the default scenarios use: the first sensitive one."""
         return self.sensitive_attributes[0]
 
     def load(self, seed: int) -> Splits:
@@ -100,6 +114,7 @@ class Dataset(PluginBase):
         return ""
 
     def scenarios(self) -> dict[str, Scenario]:
+        """The skew scenarios grid files may name, by name: how the training split is cut."""
         return default_scenarios(self.primary_attribute)
 
 
@@ -114,6 +129,7 @@ class Generator(PluginBase):
     """
 
     kind = "generator"
+    #: False for a real-only baseline: it gets no sampling axis and `sample` is never called
     produces_images: ClassVar[bool] = True
     #: parameters this method asks of the cell's classifier (e.g. {"balance": "class"});
     #: applied where the classifier has the key and the grid left it unset. Built-in methods ask
@@ -121,9 +137,14 @@ class Generator(PluginBase):
     classifier_params: ClassVar[dict[str, Any]] = {}
 
     def fit(self, train: ImageSet, seed: int, unlabeled: ImageSet | None = None) -> None:
+        """Learn from the skewed training split (and the dataset's unlabeled split, if it has one).
+        Seed every random draw from `seed`."""
         raise NotImplementedError
 
     def sample(self, labels: np.ndarray, attributes: dict[str, np.ndarray], seed: int) -> np.ndarray:
+        """One image per requested row: `labels` are class codes (N,) (multi-hot (N, L) for a
+        multi-label dataset), `attributes` maps each attribute name to codes (N,) in the training
+        set's vocabularies. Returns uint8 (N, C, H, W) of the training image shape; deterministic in `seed`."""
         raise NotImplementedError
 
     def sample_weight(self, train: ImageSet, seed: int) -> np.ndarray | None:
@@ -137,6 +158,7 @@ class Generator(PluginBase):
         raise NotImplementedError
 
     def load(self, directory: Path) -> None:
+        """Read back what `save` wrote, so that `sample` works without `fit`."""
         raise NotImplementedError
 
     #: set by fit/sample to report throughput etc.; copied into the run records
@@ -155,9 +177,13 @@ class Classifier(PluginBase):
     kind = "classifier"
 
     def fit(self, train: ImageSet, val: ImageSet, seed: int, sample_weight: np.ndarray | None = None) -> None:
+        """Train on `train` (real, or real + synthetic, or synthetic only for CAS; see its
+        `provenance`), select on `val`, honour `sample_weight` (N,) when given."""
         raise NotImplementedError
 
     def predict_proba(self, images: ImageSet) -> np.ndarray:
+        """Float (N, K) class probabilities of `images.images`, rows summing to 1; for multi-hot
+        training labels, (N, L) independent per-label probabilities."""
         raise NotImplementedError
 
     #: set by fit to report the training budget spent (`steps`, ...); copied into the run records

@@ -25,11 +25,14 @@ class DataError(ValueError):
 
 @dataclass
 class ImageSet:
-    images: np.ndarray  # uint8 (N, C, H, W)
+    """A set of images with labels, sensitive attributes, ids and provenance, row-aligned.
+    Datasets return them in `Splits`; generators and classifiers receive them."""
+
+    images: np.ndarray  # uint8 (N, C, H, W), C = 1 (grayscale) or 3 (RGB)
     labels: np.ndarray  # int64 (N,) class codes, or (N, L) multi-hot
     attributes: dict[str, np.ndarray]  # name -> int64 codes (N,); -1 = unknown
-    label_names: list[str]
-    attribute_vocab: dict[str, list[str]]
+    label_names: list[str]  # class names; a label code indexes into it
+    attribute_vocab: dict[str, list[str]]  # name -> the values its codes index into
     ids: np.ndarray  # str (N,), stable across runs
     provenance: np.ndarray = field(default=None)  # str (N,): "real" or generator id
 
@@ -46,14 +49,17 @@ class ImageSet:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (K), from `label_names`."""
         return len(self.label_names)
 
     @property
     def multilabel(self) -> bool:
+        """True when `labels` are multi-hot (N, L) rows."""
         return self.labels.ndim == 2
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     def validate(self, where: str = "image set") -> "ImageSet":
@@ -89,6 +95,7 @@ class ImageSet:
         return self
 
     def subset(self, index: np.ndarray) -> "ImageSet":
+        """The rows at `index` (integer positions or a boolean mask), all columns kept aligned."""
         index = np.asarray(index)
         return ImageSet(
             images=self.images[index],
@@ -101,6 +108,7 @@ class ImageSet:
         )
 
     def concat(self, other: "ImageSet") -> "ImageSet":
+        """This set's rows followed by `other`'s; both need the same vocabularies and image shape."""
         if other.label_names != self.label_names or other.attribute_vocab != self.attribute_vocab:
             raise DataError("cannot concatenate image sets with different label or attribute vocabularies")
         if other.image_shape != self.image_shape and len(other) and len(self):
@@ -116,9 +124,11 @@ class ImageSet:
         )
 
     def empty_like(self) -> "ImageSet":
+        """A set with no rows and this set's vocabularies."""
         return self.subset(np.zeros(0, dtype=np.int64))
 
     def group_codes(self, attribute: str) -> np.ndarray:
+        """The codes (N,) of one attribute; a DataError names the known attributes if it is missing."""
         if attribute not in self.attributes:
             raise DataError(f"unknown attribute '{attribute}'; this set has {sorted(self.attributes)}")
         return self.attributes[attribute]
@@ -142,12 +152,14 @@ class ImageSet:
         return arrays
 
     def to_bytes(self) -> bytes:
+        """The set as .npz bytes (no pickled objects)."""
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.array(json.dumps(self._meta())), **self._arrays())
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ImageSet":
+        """Read what `to_bytes` wrote, with allow_pickle=False."""
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             return cls(
@@ -158,10 +170,12 @@ class ImageSet:
             )
 
     def save(self, path: Path) -> None:
+        """Write the set to one .npz file."""
         Path(path).write_bytes(self.to_bytes())
 
     @classmethod
     def load(cls, path: Path) -> "ImageSet":
+        """Read a set that `save` wrote."""
         return cls.from_bytes(Path(path).read_bytes())
 
 
@@ -171,27 +185,33 @@ TEST_SPLITS = ("test", "test_ood")
 
 @dataclass
 class Splits:
-    train: ImageSet
-    val: ImageSet
-    test: ImageSet
-    test_ood: ImageSet | None = None
-    unlabeled: ImageSet | None = None
+    """A dataset's splits, as `Dataset.load` returns them; all share one image shape."""
+
+    train: ImageSet  # what the scenarios skew and generators and classifiers train on
+    val: ImageSet  # model selection only
+    test: ImageSet  # the real test split every metric is computed on
+    test_ood: ImageSet | None = None  # optional out-of-distribution test split (e.g. another site)
+    unlabeled: ImageSet | None = None  # optional unlabeled images a generator may also learn from
 
     def items(self) -> Iterator[tuple[str, ImageSet]]:
+        """(name, split) of the splits present, in the order train, val, test, test_ood, unlabeled."""
         for name in SPLIT_NAMES:
             value = getattr(self, name)
             if value is not None:
                 yield name, value
 
     def test_splits(self) -> dict[str, ImageSet]:
+        """The test splits present: test and, if given, test_ood."""
         return {name: s for name, s in self.items() if name in TEST_SPLITS}
 
     def replace(self, **changes: ImageSet) -> "Splits":
+        """A copy with some splits replaced, e.g. `splits.replace(train=skewed)`."""
         values = dict(self.items())
         values.update(changes)
         return Splits(**values)
 
     def validate(self, where: str = "splits") -> "Splits":
+        """Check every split and that they share one image shape; raise DataError naming the split."""
         shapes = set()
         for name, split in self.items():
             split.validate(f"{where}.{name}")

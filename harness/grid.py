@@ -54,17 +54,77 @@ from harness.cache import stable_hash
 from harness.contracts import ConfigError
 from harness.sampling import SamplingSpec
 
-TOP_KEYS = {"name": str, "description": str, "seeds": int, "generator_seeds": int, "executor": str, "workers": int, "splits": list, "cas": bool, "min_group_n": int,
-            "fidelity": bool, "feature_extractor": str, "fid_draws": int, "primary_endpoints": list, "vary_cut": bool,
-            "dataset": list, "generator": list, "sampling": list, "classifier": list}
-PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
-DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
-#: a generator or classifier entry may be limited to some datasets / scenarios (e.g. ablations),
-#: a classifier entry also to some generators (e.g. a reweighted classifier beside the plain one)
-RESTRICTED_KEYS = {**PLUGIN_KEYS, "datasets": list, "scenarios": list}
-CLASSIFIER_KEYS = {**RESTRICTED_KEYS, "generators": list}
-#: a list of ratios is a sweep: one sampling per ratio
-SAMPLING_KEYS = {"strategy": str, "ratio": (int, float, list), "proportions": list}
+
+
+@dataclass(frozen=True)
+class GridKey:
+    """One key a grid file may set: its TOML type, its default (as text) and what it does.
+    The parser checks keys and types against these tables; docs/grid-keys.md is generated from them."""
+    type: type | tuple[type, ...]
+    default: str
+    description: str
+
+
+_PLUGIN_ENTRY = {
+    "name": GridKey(str, "required", "the plugin's name, as `harness ls` lists it"),
+    "label": GridKey(str, "the name", "tells two entries of one plugin apart (e.g. two configurations); "
+                     "names the entry in tables, `--only` and `--param`"),
+    "params": GridKey(dict, "{}", "the plugin's parameters (its `defaults` keys); `config = \"paper\"` "
+                      "selects a named parameter set"),
+}
+_RESTRICTIONS = {
+    "datasets": GridKey(list, "all", "run this entry only on these dataset labels"),
+    "scenarios": GridKey(list, "all", "run this entry only under these scenarios"),
+}
+#: the grid file's top-level keys; each [[section]] entry has its own table in ENTRY_KEYS
+GRID_KEYS: dict[str, GridKey] = {
+    "name": GridKey(str, "the file's name", "names the run folder runs/<name>: one plain folder name "
+                    "(letters, digits, `-`, `_`, `.`)"),
+    "description": GridKey(str, '""', "free text saying what the grid is for"),
+    "seeds": GridKey(int, "3", "replicates per cell; stage seeds are derived by hashing the cell spec"),
+    "generator_seeds": GridKey(int, "= seeds", "scenario cuts, generator fits and samples per cell (1..seeds); "
+                               "the seeds cycle through them, so the others vary only the classifier"),
+    "vary_cut": GridKey(bool, "true", "false trains every seed on the scenario cut of replicate 0 "
+                        "(inference is then conditional on that cut)"),
+    "executor": GridKey(str, '"serial"', "default for `harness run --executor`: serial, process or ray"),
+    "workers": GridKey(int, "2", "default for `harness run --workers`"),
+    "splits": GridKey(list, '["test"]', "real test splits to evaluate: \"test\" and/or \"test_ood\""),
+    "cas": GridKey(bool, "false", "also train on synthetic images only and report `cas`"),
+    "min_group_n": GridKey(int, "10", "groups with fewer test images get no per-group metric (NaN with the "
+                           "reason), and no FID/KID"),
+    "fidelity": GridKey(bool, "false", "FID/KID, overall and per group, of each synthetic set against the "
+                        "real test split"),
+    "feature_extractor": GridKey(str, '""', "feature network for fidelity; \"\" = the machine's default "
+                                 "(effnet-lite0@64 on CPU, inception-v3 with a GPU)"),
+    "fid_draws": GridKey(int, "3", "seeded draws of the matched-size samples that FID/KID per group average over"),
+    "primary_endpoints": GridKey(list, '["worst_acc", "gap_acc", "auc_gap"]',
+                                 "prediction metrics whose tests against the baseline are Holm-corrected "
+                                 "together over the whole run (the others: per table)"),
+    "dataset": GridKey(list, "required", "[[dataset]] entries"),
+    "generator": GridKey(list, "required", "[[generator]] entries"),
+    "sampling": GridKey(list, "one fair, ratio 1.0", "[[sampling]] entries"),
+    "classifier": GridKey(list, "required", "[[classifier]] entries"),
+}
+ENTRY_KEYS: dict[str, dict[str, GridKey]] = {
+    "dataset": {**_PLUGIN_ENTRY, "scenarios": GridKey(list, '["natural"]', "the skew scenarios to run "
+                                                      "(the dataset's `scenarios()` names)")},
+    # a generator or classifier entry may be limited to some datasets / scenarios (e.g. ablations)
+    "generator": {**_PLUGIN_ENTRY, **_RESTRICTIONS},
+    "classifier": {**_PLUGIN_ENTRY, **_RESTRICTIONS,
+                   "generators": GridKey(list, "all", "run this entry only beside these generator labels "
+                                         "(e.g. a reweighted classifier beside the plain one)")},
+    "sampling": {
+        "strategy": GridKey(str, '"fair"', "how synthetic rows are requested: fair, fill, replicate or proportions"),
+        "ratio": GridKey((int, float, list), "1.0", "synthetic : real images; a list is a sweep, one sampling "
+                         "per ratio (e.g. [0.25, 0.5, 1, 2, 4, 8])"),
+        "proportions": GridKey(list, "[]", "group shares of the synthetic images, for strategy = \"proportions\""),
+    },
+}
+TOP_KEYS = {key: spec.type for key, spec in GRID_KEYS.items()}
+DATASET_KEYS = {key: spec.type for key, spec in ENTRY_KEYS["dataset"].items()}
+RESTRICTED_KEYS = {key: spec.type for key, spec in ENTRY_KEYS["generator"].items()}
+CLASSIFIER_KEYS = {key: spec.type for key, spec in ENTRY_KEYS["classifier"].items()}
+SAMPLING_KEYS = {key: spec.type for key, spec in ENTRY_KEYS["sampling"].items()}
 #: a grid name becomes the folder runs/<name>: one path component, no leading dot
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 ONLY_KEYS = ("dataset", "scenario", "generator", "sampling", "classifier")
@@ -457,13 +517,15 @@ def _apply_override(grid: Grid, item: str) -> None:
     grid.classifiers = [_with_param(s, key, value) if s.label == label else s for s in grid.classifiers]
 
 
-def add_generators(grid: Grid, names: list[str]) -> Grid:
-    """--add-generator NAME puts a generator into a grid (e.g. yours into `standard`), on every
-    dataset and scenario; use --only to run fewer, and --param NAME.KEY=VALUE for its parameters."""
+def add_entries(grid: Grid, kind: str, names: list[str]) -> Grid:
+    """--add-generator / --add-classifier NAME puts a generator or classifier into a grid (e.g. yours
+    into `standard`), on every dataset and scenario; use --only to run fewer, and --param
+    NAME.KEY=VALUE for its parameters."""
+    field_name = {"generator": "generators", "classifier": "classifiers"}[kind]
     for name in names:
-        if any(spec.label == name for spec in grid.generators):
-            raise ConfigError(f"--add-generator {name}: {grid.source} already has a generator labelled '{name}'")
-        grid.generators = [*grid.generators, PluginSpec("generator", name, name)]
+        if any(spec.label == name for spec in getattr(grid, field_name)):
+            raise ConfigError(f"--add-{kind} {name}: {grid.source} already has a {kind} labelled '{name}'")
+        setattr(grid, field_name, [*getattr(grid, field_name), PluginSpec(kind, name, name)])
     return grid
 
 

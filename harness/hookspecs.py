@@ -25,17 +25,17 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def harness_datasets() -> list[type]:
-    """Return Dataset subclasses."""
+    """Return the `Dataset` subclasses this module provides (grid files name them in [[dataset]])."""
 
 
 @hookspec
 def harness_generators() -> list[type]:
-    """Return Generator subclasses."""
+    """Return the `Generator` subclasses this module provides (grid files name them in [[generator]])."""
 
 
 @hookspec
 def harness_classifiers() -> list[type]:
-    """Return Classifier subclasses."""
+    """Return the `Classifier` subclasses this module provides (grid files name them in [[classifier]])."""
 
 
 HOOK_FOR_KIND = {"dataset": "harness_datasets", "generator": "harness_generators", "classifier": "harness_classifiers"}

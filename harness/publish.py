@@ -140,6 +140,7 @@ def publish(run_dir: Path, out_dir: Path, summary: pd.DataFrame, title: str, sca
     this function wrote before (it holds MARKER): then the files of that earlier publish are
     replaced or removed, so the folder holds exactly this run, and no other file is touched."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    records.refuse_limited(run_dir, "published")
     tables = list(summary.groupby(TABLE_KEYS, sort=False))
     names = [f"{table_name(keys)}{suffix}" for keys, _ in tables for suffix in (".md", ".csv")]
     names += ["ranking.csv", "ranking.md", "README.md", records.MANIFEST, records.RESULTS]

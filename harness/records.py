@@ -30,6 +30,7 @@ import pandas as pd
 
 from harness import progress
 from harness.cache import file_sha256, to_json_value, write_bytes_atomic
+from harness.contracts import ConfigError
 from harness.metrics import METRICS
 
 RESULTS = "results.jsonl"
@@ -125,6 +126,16 @@ def from_json(data: dict, where: str) -> dict:
     if unknown and version == SCHEMA_VERSION:
         raise RecordError(f"{where}: record has fields {unknown} that schema version {version} does not declare")
     return {**{name: None for name in FIELDS}, **data, "schema_version": version}
+
+
+def refuse_limited(run_dir: Path, use: str) -> None:
+    """Stop with what to do when `run_dir` holds records of a `harness run --limit` check: they
+    come from a few images and steps, so they are never published or used as a baseline."""
+    limits = sorted({r["eval"]["limit"] for r in load(run_dir) if (r.get("eval") or {}).get("limit")})
+    if limits:
+        raise ConfigError(f"{run_dir} holds records of a limited run (--limit {limits[0]}: a check that every "
+                          f"stage runs on a few images), which cannot be {use}; rerun without --limit "
+                          "into its own --out folder")
 
 
 def load(run_dir: Path) -> list[dict]:

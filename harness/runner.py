@@ -79,12 +79,14 @@ class RunContext:
     fid_draws: int = 3
     device: str = "auto"  # given to plugins that declare a `device` parameter
     retries: int = 0  # times a failed cell is rerun within the run
+    limit: int = 0  # `--limit N`: N images per split, a check that every stage runs (0: a full run)
 
     def evaluation(self) -> dict[str, Any]:
-        """The settings a record's metrics depend on (beyond the cell's spec); part of the cell key."""
+        """The settings a record's metrics depend on (beyond the cell's spec); part of the cell key.
+        A limited run says so here, so its records carry `eval.limit`."""
         return {"splits": list(self.splits), "cas": self.cas, "min_group_n": self.min_group_n,
                 "fidelity": self.fidelity, "feature_extractor": self.feature_extractor, "fid_draws": self.fid_draws,
-                "metrics_code": METRICS_CODE}
+                "metrics_code": METRICS_CODE, **({"limit": self.limit} if self.limit else {})}
 
 
 @dataclass
@@ -114,9 +116,11 @@ def _registry(ctx: RunContext) -> Registry:
 def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial", workers: int = 2,
              plugin_files: list[str] = (), blocked: list[str] = (), only: dict | None = None,
              exit_on_error: bool = False, device: str = "auto", retries: int = 0,
-             address: str | None = None) -> RunSummary:
+             address: str | None = None, limit: int = 0) -> RunSummary:
     started = time.perf_counter()
     check_device_name(device)
+    if limit < 0:
+        raise ConfigError(f"--limit must be a number of images per split (>= 1), got {limit}")
     if device.startswith("cuda") and executor != "ray":
         resolve_device(device)  # no GPU here: fail now, not once per cell
     extractor = (grid.feature_extractor or default_extractor()) if grid.fidelity else ""
@@ -124,8 +128,10 @@ def run_grid(grid: Grid, run_dir: Path, cache_dir: Path, executor: str = "serial
     ctx = RunContext(str(Path(cache_dir).resolve()), str(Path(run_dir).resolve()),
                      tuple(str(Path(p).resolve()) for p in plugin_files), tuple(blocked),
                      tuple(grid.splits), grid.cas, grid.min_group_n, grid.fidelity, extractor, grid.fid_draws,
-                     device, max(0, retries))
+                     device, max(0, retries), limit)
     registry = _registry(ctx)
+    if limit:
+        grid = limited_grid(grid, registry)
     cells = _with_context(plan_cells(grid, registry, only), ctx, registry)
     run_dir = Path(run_dir)
     (run_dir / records.PREDICTIONS).mkdir(parents=True, exist_ok=True)
@@ -183,7 +189,7 @@ def _run_cells(grid: Grid, run_dir: Path, cache_dir: Path, ctx: RunContext, regi
         grid.source, grid.text, [{"kind": p.kind, "name": p.name, "version": p.version, "origin": p.origin,
                                   "source_digest": p.source_digest} for p in registry.all()],
         {"executor": executor, "workers": workers, "cache": str(cache_dir), "only": only or {},
-         "device": device, "retries": retries, "address": address})
+         "device": device, "retries": retries, "address": address, "limit": ctx.limit})
     manifest["cells"] = coverage.planned(cells, grid.splits)  # so tables can say which cells are missing
     write_json_atomic(run_dir / records.MANIFEST, manifest)
 
@@ -299,6 +305,39 @@ def plan_cells(grid: Grid, registry: Registry, only: dict | None = None) -> list
     return cells
 
 
+def limited_grid(grid: Grid, registry: Registry) -> Grid:
+    """The grid with each plugin's `limit_params` (few steps) where the grid sets none of its own,
+    for `--limit`; they are part of the specs, so limited cells never share keys with full ones."""
+    def limited(spec: PluginSpec) -> PluginSpec:
+        cls = registry.get(spec.kind, spec.name).cls
+        unknown = sorted(set(cls.limit_params) - set(cls.defaults))
+        if unknown:
+            raise ConfigError(f"{spec.kind} '{spec.name}': limit_params {unknown} are not among its parameters "
+                              f"({sorted(cls.defaults)}); fix the plugin's limit_params")
+        return dataclasses.replace(spec, params={**cls.limit_params, **spec.params})
+
+    return dataclasses.replace(grid, datasets=[(limited(d), s) for d, s in grid.datasets],
+                               generators=[limited(g) for g in grid.generators],
+                               classifiers=[limited(c) for c in grid.classifiers])
+
+
+def limit_splits(splits: Splits, n: int, attribute: str) -> Splits:
+    """At most n images of each split, taken in turn from each (class, group) so that every class
+    and group the split has appears while n allows."""
+    return Splits(**{name: split.subset(_spread_rows(split, attribute, n)) for name, split in splits.items()})
+
+
+def _spread_rows(split: ImageSet, attribute: str, n: int) -> np.ndarray:
+    labels = split.labels.argmax(1) if split.multilabel else split.labels
+    groups = split.attributes.get(attribute, np.zeros(len(split), dtype=np.int64))
+    strata: dict[tuple[int, int], list[int]] = {}
+    for row, key in enumerate(zip(labels.tolist(), groups.tolist())):
+        strata.setdefault(key, []).append(row)
+    order = [rows[i] for i in range(max(map(len, strata.values()), default=0))
+             for rows in strata.values() if i < len(rows)]
+    return np.sort(np.asarray(order[:n], dtype=np.int64))
+
+
 # -- one cell --------------------------------------------------------------------------------
 def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
     stage, plugin = "setup", ""
@@ -309,6 +348,9 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
         dataset: Dataset = _create(registry, "dataset", cell.dataset, ctx.device)
         identities = {"dataset": _identity(registry, dataset)}
         splits_key, splits = _splits(cache, dataset, identities["dataset"])
+        if ctx.limit:
+            splits_key, splits = stable_hash(splits_key, "limit", ctx.limit), limit_splits(
+                splits, ctx.limit, dataset.primary_attribute)
         stage = "scenario"
         train_key, train, scenario_report = _scenario(cache, dataset, splits_key, splits, cell)
         generator_info: dict[str, Any] = {}

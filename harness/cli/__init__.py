@@ -23,6 +23,8 @@ VERBS = {
     "report": "write a static HTML report (findings, forest plot, plots, tables)",
     "compare": "diff two leaderboards (run folders or CSVs) cell by cell",
     "baseline": "write a baseline CSV (means, sds, drift, tolerances) for `harness check`",
+    "publish": "write a run's leaderboard folder for the Hub; --hub pushes it",
+    "export": "write a run's synthetic sets (and generator weights) as a Hub dataset",
 }
 
 

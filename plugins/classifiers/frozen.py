@@ -33,6 +33,7 @@ import torch
 
 from harness import Classifier, ConfigError, ImageSet, hookimpl
 from harness.metrics import features as feature_lib
+from harness.plugin_tools import as_rgb, resolve_device
 from plugins.classifiers import training
 
 FROZEN_DEFAULTS: dict[str, Any] = {
@@ -89,7 +90,7 @@ class FrozenFeatureClassifier(Classifier):
         transform = training.build_augmentation(self.params["augment"])
         for copy in range(self.params["augment_copies"] if transform is not None else 0):
             torch.manual_seed(seed * 1000 + copy)
-            images = training.augment_batch(training.as_rgb(torch.from_numpy(train.images)), transform).numpy()
+            images = training.augment_batch(as_rgb(torch.from_numpy(train.images)), transform).numpy()
             augmented = train.subset(np.arange(len(train)))
             augmented.images = images if train.images.shape[1] == 3 else images[:, :1]
             feats.append(self.features(augmented))
@@ -332,8 +333,7 @@ def timm_extractor(name: str, arch: str, path: Path, size: int) -> feature_lib.F
     mean = torch.tensor(config.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
     std = torch.tensor(config.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
     size = size or config.get("input_size", (3, 224, 224))[-1]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return feature_lib.FeatureExtractor(name, network.num_features, network.eval().to(device), size,
+    return feature_lib.FeatureExtractor(name, network.num_features, network.eval().to(resolve_device("auto")), size,
                                         lambda x: (x - mean.to(x.device)) / std.to(x.device))
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import Classifier, ConfigError, ImageSet, hookimpl
+from harness.plugin_tools import as_rgb, resize, resolve_device, to_float
 from plugins.classifiers import training
 
 PREDICT_BATCH = 256
@@ -72,6 +73,7 @@ class TimmClassifier(Classifier):
     version = "1"
     defaults = BASE_DEFAULTS
     configs = {"cpu": CPU_CONFIG, "paper": PAPER_CONFIGS["paper_fairgen"], **PAPER_CONFIGS}
+    limit_params = {"epochs": 1}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -109,10 +111,9 @@ class TimmClassifier(Classifier):
 
     def _to_input(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """uint8 RGB (N, 3, H, W) -> resized, normalised float input on the model's device."""
-        x = images_uint8.to(self._device, dtype=torch.float32) / 255.0
-        size = self.params["image_size"]
-        if size and tuple(x.shape[-2:]) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = to_float(images_uint8, device=self._device)
+        if self.params["image_size"]:
+            x = resize(x, self.params["image_size"])
         return (x - self._mean) / self._std
 
     # -- training --------------------------------------------------------------------------
@@ -136,7 +137,7 @@ class TimmClassifier(Classifier):
         optimizer = make_optimizer(model, p)
         scheduler = make_scheduler(optimizer, p, budget)
         augmentation = training.build_augmentation(p["augment"])
-        train_images = training.as_rgb(torch.from_numpy(train.images))
+        train_images = as_rgb(torch.from_numpy(train.images))
         train_labels = torch.from_numpy(train.labels)
         label_weights = (torch.from_numpy(training.label_balance_weights(train.labels)).float()
                          if self.multilabel and p["balance"] == "class" else None)
@@ -195,7 +196,7 @@ class TimmClassifier(Classifier):
     @torch.no_grad()
     def _predict_with(self, model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
         model.eval()
-        rgb = training.as_rgb(torch.from_numpy(images))
+        rgb = as_rgb(torch.from_numpy(images))
         activation = torch.sigmoid if self.multilabel else (lambda logits: F.softmax(logits, dim=1))
         chunks = [activation(model(self._to_input(rgb[start:start + PREDICT_BATCH])).float()).cpu()
                   for start in range(0, len(rgb), PREDICT_BATCH)]
@@ -223,12 +224,6 @@ class SmallCNN(TimmClassifier):
     defaults = {**BASE_DEFAULTS, **CPU_CONFIG}
     configs = {"cpu": CPU_CONFIG, "paper": {"arch": "resnet18", "image_size": 224, "epochs": 20, "lr": 1e-3,
                                             "scheduler": "step", "step_size": 7, "batch_size": 64}}
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def make_optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimizer:

@@ -309,11 +309,6 @@ def augment_batch(images: torch.Tensor, transform) -> torch.Tensor:
     return torch.stack([transform(image) for image in images])
 
 
-def as_rgb(images: torch.Tensor) -> torch.Tensor:
-    """Grayscale (N, 1, H, W) repeated to 3 channels, so one backbone (and ImageNet weights) fits both."""
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-
-
 @contextmanager
 def limited_threads(threads: int) -> Iterator[None]:
     """Cap torch, BLAS and OpenMP threads: on a shared, loaded CPU, oversubscription was 5-10x slower."""

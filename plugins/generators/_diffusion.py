@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from harness import ConfigError, DataError, Generator, ImageSet
+from harness.plugin_tools import resize, resolve_device, to_float, to_uint8
 
 WEIGHTS_FILE = "ema_weights.safetensors"
 STATE_FILE = "generator.json"
@@ -124,6 +125,7 @@ class PixelDiffusionGenerator(Generator):
     """Base class: subclasses define the condition (and optionally sampler weights and loss)."""
 
     defaults: ClassVar[dict[str, Any]] = COMMON_DEFAULTS
+    limit_params: ClassVar[dict[str, Any]] = {"train_steps": 2, "sample_steps": 2}
     #: whether condition_factors/encode handle multi-hot labels (N, L)
     supports_multilabel: ClassVar[bool] = False
 
@@ -216,10 +218,7 @@ class PixelDiffusionGenerator(Generator):
 
     @property
     def device(self) -> torch.device:
-        wanted = self.params["device"]
-        if wanted == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(wanted)
+        return resolve_device(self.params["device"])
 
     def _unet_config(self, channels: int) -> dict[str, Any]:
         p = self.params
@@ -290,7 +289,7 @@ class PixelDiffusionGenerator(Generator):
         Every draw comes from the seeded CPU generator, so a run repeats on any device."""
         p = self.params
         rows = torch.multinomial(pool["weights"], p["batch_size"], replacement=True, generator=rng)
-        x0 = pool["images"][rows].float() / 127.5 - 1.0
+        x0 = to_float(pool["images"][rows], (-1, 1))
         if p["hflip"]:
             flip = torch.rand(len(x0), generator=rng) < 0.5
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
@@ -338,7 +337,7 @@ class PixelDiffusionGenerator(Generator):
         for t in scheduler.timesteps:
             x = scheduler.step(self._guided_eps(x, t, cond), t, x, eta=self.params["sample_eta"], generator=rng).prev_sample
         _, height, width = self.state["image_shape"]
-        return to_uint8(resize_float(x, (height, width))).cpu()
+        return to_uint8(resize(x, (height, width)), (-1, 1)).cpu()
 
     def _guided_eps(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         s = self.params["guidance_scale"]
@@ -398,19 +397,10 @@ def resize_uint8(images: torch.Tensor, size: tuple[int, int], chunk: int = 1024)
     """Resize uint8 (N, C, H, W) images in chunks (bounded memory); returns uint8."""
     if tuple(images.shape[-2:]) == size:
         return images.clone()
-    return torch.cat([to_uint8(resize_float(images[i:i + chunk].float() / 127.5 - 1.0, size))
+    return torch.cat([to_uint8(resize(to_float(images[i:i + chunk], (-1, 1)), size), (-1, 1))
                       for i in range(0, len(images), chunk)])
 
 
-def resize_float(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] to uint8."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 

@@ -24,6 +24,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from harness import ConfigError, DataError
+from harness.plugin_tools import as_rgb, resize, to_float, to_uint8
 
 #: FairGen's prompt templates; `words` map the harness vocabularies to the paper's wording
 PRESETS: dict[str, dict[str, Any]] = {
@@ -219,20 +220,13 @@ def check_vae(stats: dict[str, float], limit: float = 0.25) -> None:
 # -- pixels ---------------------------------------------------------------------------------------
 def to_model_pixels(images: np.ndarray, resolution: int) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float (N, 3, R, R) in [-1, 1]; grayscale is repeated to RGB."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float() / 127.5 - 1.0
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    if x.shape[-2:] != (resolution, resolution):
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-    return x.clamp(-1, 1)
+    return resize(as_rgb(to_float(images, (-1, 1))), resolution).clamp(-1, 1)
 
 
 def to_uint8_images(x: torch.Tensor, shape: tuple[int, int, int]) -> np.ndarray:
     """float (N, 3, R, R) in [0, 1] -> uint8 (N, C, H, W) of the training shape."""
     channels, height, width = shape
-    x = x.float().cpu()
-    if x.shape[-2:] != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    x = resize(x.float().cpu(), (height, width))
     if channels == 1:
         x = x.mean(1, keepdim=True)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return to_uint8(x).numpy()

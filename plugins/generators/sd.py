@@ -33,6 +33,7 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from diffusers.utils import logging as diffusers_logging
 
 from harness import ConfigError, DataError, Generator, ImageSet, hookimpl
+from harness.plugin_tools import resolve_device
 from plugins.generators._sd_parts import (PromptBook, check_distinct_ids, check_vae, encode_prompts,
                                           sd_noise_scheduler, tiny_text_encoder, tiny_unet, tiny_vae,
                                           to_model_pixels, to_uint8_images, train_vae, write_char_tokenizer)
@@ -123,6 +124,7 @@ class StableDiffusionFinetune(Generator):
         "vae_kl_weight": 1e-6,
     }
     configs: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {}, "paper": PAPER}
+    limit_params: ClassVar[dict[str, Any]] = {"train_steps": 2, "sample_steps": 2}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -146,7 +148,7 @@ class StableDiffusionFinetune(Generator):
             raise DataError(f"generator '{self.name}' needs single-label training data (one class per image)")
         started = time.perf_counter()
         torch.manual_seed(seed)
-        self.device = pick_device(self.params["device"])
+        self.device = resolve_device(self.params["device"])
         self.image_shape = train.image_shape
         self.prompt_book = PromptBook.for_dataset(self.params["prompt_template"], self.params["prompt_words"],
                                                   train.label_names, train.attribute_vocab)
@@ -388,7 +390,7 @@ class StableDiffusionFinetune(Generator):
     def load(self, directory: Path) -> None:
         directory = Path(directory)
         state = json.loads((directory / STATE_FILE).read_text())
-        self.device = pick_device(self.params["device"])
+        self.device = resolve_device(self.params["device"])
         self.prompt_book = PromptBook.from_json(state["prompts"])
         self.params["resolution"] = state["params"]["resolution"]  # the model's size; sampling settings stay ours
         self.image_shape = tuple(state["image_shape"])
@@ -412,14 +414,6 @@ class StableDiffusionFinetune(Generator):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Read back what extra_state() wrote."""
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' was asked for but torch sees no CUDA GPU; use device='cpu' or 'auto'")
-    return torch.device(name)
 
 
 def hub_offline() -> bool:
