@@ -27,6 +27,7 @@ from harness import progress, records, stats
 from harness.contracts import ConfigError
 from harness.grid import parse_grid
 from harness.metrics import HIGHER, METRICS
+from harness.metrics.attribute_fidelity import judge_summary
 from harness.metrics.registry import EvalInput
 from harness.metrics.resampled import Resamples, resampled_values
 from harness.metrics.stored import eval_input_from_record
@@ -59,6 +60,7 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
             "record_index": index,
             "fidelity_extractor": fidelity.get("extractor"),
             "fidelity_n": _fidelity_n(fidelity) if fidelity else None,
+            "fidelity_judge": judge_summary(fidelity.get("attribute_fidelity")),
             **{name: (math.nan if v is None else float(v)) for name, v in r["metrics"].items()},
         })
     frame = pd.DataFrame(flat)
@@ -96,7 +98,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         columns[f"{name}_mean"] = grouped[name].mean()
         columns[f"{name}_sd"] = grouped[name].std(ddof=1)
     if frame["fidelity_extractor"].notna().any():
-        for column in ("fidelity_extractor", "fidelity_n"):
+        for column in ("fidelity_extractor", "fidelity_n", "fidelity_judge"):
             columns[column] = grouped[column].agg(lambda values: " | ".join(sorted(set(values.dropna()))) or None)
     summary = pd.concat(columns, axis=1).reset_index().sort_values("table_order", kind="stable")
     return summary.drop(columns="table_order").reset_index(drop=True).copy()  # copy: one block per dtype
@@ -335,6 +337,9 @@ def _title(keys: tuple, table: pd.DataFrame, metrics: list[str], scale: str) -> 
         for column, what in (("fidelity_extractor", "FID/KID features"), ("fidelity_n", "n")):
             values = sorted(set(table[column].dropna())) if column in table else []
             notes.append(f"{what}: {' | '.join(values) if values else 'not recorded'}")
+        judges = sorted(set(table["fidelity_judge"].dropna())) if "fidelity_judge" in table else []
+        if judges:
+            notes.append(f"fidelity judges' accuracy on real test: {' | '.join(judges)}")
     header = ", ".join(f"{k}={v}" for k, v in zip(TABLE_KEYS, keys))
     return f"{header} ({'; '.join(notes)})"
 

@@ -72,7 +72,7 @@ class Record:
     generator_stats: dict | None = None  # what the generator reported (steps, timings)
     predictions_file: str | None = None  # run-relative path of the augmented classifier's predictions
     predictions_sha256: dict | None = None  # mode ("augmented", "cas") -> SHA-256 of its file
-    fidelity: dict | None = None  # extractor, n, draws, per_group of FID/KID
+    fidelity: dict | None = None  # extractor, n, draws, per_group of FID/KID; attribute_fidelity (the judges')
     stage: str | None = None  # failed records: the stage that failed
     error: str | None = None
     traceback: str | None = None

@@ -46,7 +46,9 @@ from harness.grid import Cell, ConfigErrors, Grid, PluginSpec, check_only
 from harness.manifest import build_manifest
 from harness.metrics import EvalInput, MetricValue, compute_metrics, group_reports
 from harness.metrics.features import default_extractor
+from harness.metrics.attribute_fidelity import attribute_fidelity_report
 from harness.metrics.fidelity import fidelity_report
+from harness.metrics.judge import fit_judges
 from harness.registry import Registry
 from harness.sampling import plan_requests
 
@@ -335,6 +337,8 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
             stage, plugin = "fidelity", ""
             fidelity = _fidelity(cache, ctx, cell, synthetic_key, splits_key, splits, train, synthetic,
                                  dataset.primary_attribute)
+            stage = "fidelity (judge)"
+            _add_attribute_fidelity(fidelity, ctx, splits, synthetic, dataset.primary_attribute)
         stage, plugin = "metrics", ""
         missing = [name for name in ctx.splits if name not in splits.test_splits()]
         if missing:
@@ -550,6 +554,18 @@ def _fidelity(cache: Cache, ctx: RunContext, cell: Cell, synthetic_key: str, spl
     return out
 
 
+def _add_attribute_fidelity(fidelity: dict[str, dict], ctx: RunContext, splits: Splits, synthetic: ImageSet,
+                            attribute: str) -> None:
+    """Add the fixed judges' class and attribute fidelity of the synthetic set to each split's
+    fidelity report; the judges learn from the dataset's full real training split, not the cut."""
+    judges = fit_judges(splits.train, splits.test, attribute, seed=DATA_SEED, cache_root=Path(ctx.cache_root))
+    judged = attribute_fidelity_report(judges, synthetic, Path(ctx.cache_root), ctx.min_group_n)
+    for report in fidelity.values():
+        report["metrics"].update(judged["metrics"])
+        report["reasons"].update(judged["reasons"])
+        report["attribute_fidelity"] = judged
+
+
 def _check_proba(proba: Any, n: int, k: int, multilabel: bool = False) -> None:
     """(N, K) finite probabilities; rows sum to 1 unless labels are multi-hot (one per label)."""
     if not isinstance(proba, np.ndarray):
@@ -611,7 +627,8 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
                   "peak_rss_mb": max(info["peak_rss_mb"], generator_info.get("fit_peak_rss_mb") or 0)},
             generator_stats={**generator_info.get("fit_stats", {}), **generator_info.get("sample_stats", {})},
             predictions_file=prediction_file, predictions_sha256=digests,
-            fidelity={k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group")}
+            fidelity={k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group", "attribute_fidelity")
+                      if k in fidelity[split_name]}
             if split_name in fidelity else None,
         ).to_dict())
     return out
