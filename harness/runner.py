@@ -51,6 +51,7 @@ from harness.metrics.fidelity import fidelity_report
 from harness.metrics.judge import fit_judges
 from harness.registry import Registry
 from harness.sampling import plan_requests
+from harness.validate import image_problems, proba_problems
 
 #: the dataset is realised once with this seed so every cell shares one test set; replicate
 #: seeds vary the scenario cut, the generator and the classifier instead
@@ -492,13 +493,9 @@ def _synthesise(cache: Cache, registry: Registry, cell: Cell, generator_key: str
 
 
 def _check_images(images: Any, n: int, shape: tuple[int, int, int]) -> None:
-    if not isinstance(images, np.ndarray):
-        raise PluginOutputError(f"sample() must return a numpy array, got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise PluginOutputError(f"sample() must return uint8 images, got dtype {images.dtype}")
-    if images.shape != (n, *shape):
-        raise PluginOutputError(f"sample() returned images of shape {images.shape}; expected {(n, *shape)} "
-                                f"({n} requested rows, training images {shape})")
+    problems = image_problems(images, n, shape)
+    if problems:
+        raise PluginOutputError("; ".join(problems))
 
 
 def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: tuple, train: ImageSet,
@@ -568,16 +565,9 @@ def _add_attribute_fidelity(fidelity: dict[str, dict], ctx: RunContext, splits: 
 
 def _check_proba(proba: Any, n: int, k: int, multilabel: bool = False) -> None:
     """(N, K) finite probabilities; rows sum to 1 unless labels are multi-hot (one per label)."""
-    if not isinstance(proba, np.ndarray):
-        raise PluginOutputError(f"predict_proba() must return a numpy array, got {type(proba).__name__}")
-    if proba.shape != (n, k):
-        raise PluginOutputError(f"predict_proba() returned shape {proba.shape}; expected {(n, k)} (N images, K classes)")
-    if not np.all(np.isfinite(proba)):
-        raise PluginOutputError(f"predict_proba() returned {int(np.sum(~np.isfinite(proba)))} NaN/inf values")
-    if np.any(proba < -1e-6) or np.any(proba > 1 + 1e-6):
-        raise PluginOutputError("predict_proba() values must be probabilities in [0, 1]")
-    if not multilabel and np.any(np.abs(proba.sum(axis=1) - 1) > 1e-3):
-        raise PluginOutputError("predict_proba() rows must be probabilities in [0, 1] that sum to 1")
+    problems = proba_problems(proba, n, k, multilabel)
+    if problems:
+        raise PluginOutputError("; ".join(problems))
 
 
 def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, train: ImageSet,
