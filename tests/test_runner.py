@@ -119,8 +119,8 @@ def test_fidelity_metrics_are_recorded_per_group_with_the_judges_reading(tiny_gr
     # noisy_copy copies a training image of the requested class, whatever the requested group
     assert all(r["metrics"]["class_fidelity"] > 0.9 for r in synthetic)
     judged = synthetic[0]["fidelity"]["attribute_fidelity"]
-    assert set(judged["judges"]) == {"effnet", "pixels"} and judged["primary"] == "effnet"
-    assert not judged["judges"]["effnet"]["independence"]["depends_on_request"]
+    assert set(judged["judges"]) == {"effnet", "pixels"} and judged["primary"] in judged["judges"]
+    assert not any(j["independence"]["depends_on_request"] for j in judged["judges"].values())
     real = judged["judges"]["effnet"]["real_test"]
     assert set(real) == {"label", "group"} and set(real["group"]) == {"overall", "g0", "g1"}
     assert all("class_fidelity" not in r["metrics"] for r in real_only)

@@ -5,8 +5,8 @@ synthetic image. Per requested group: the share judged as the requested class an
 requested group, with a Wilson 95% interval over the synthetic samples; the worst group; raw and
 corrected for the judge's own errors on real images (confusion-matrix inversion, clipped); and
 the chi-square test of independence of the judged attribute from the requested one, which makes
-"ignores the attribute" a reported fact. With several judges the first one's values are the
-metrics; the others are kept beside them, and a disagreement beyond DISAGREEMENT_TOLERANCE is
+"ignores the attribute" a reported fact. With several judges the values of the one most
+accurate on real test images are the metrics; the others are kept beside them, and a disagreement beyond DISAGREEMENT_TOLERANCE is
 noted on the metric, not averaged away. Definitions: docs/metrics.md ("Attribute fidelity").
 """
 from __future__ import annotations
@@ -138,7 +138,8 @@ def attribute_fidelity_report(judges: list[Judge], synthetic: ImageSet, cache_di
                               min_group_n: int = 10, tolerance: float = DISAGREEMENT_TOLERANCE) -> dict:
     """Judge a synthetic set (its labels and attributes are the requests) with every judge.
 
-    Returns {"metrics", "reasons"} of the first judge (the leaderboard's values), "judges": {family:
+    Returns {"metrics", "reasons"} of the primary judge, the one most accurate on real test images
+    (mean over its targets; the leaderboard's values), "primary": its family, "judges": {family:
     judge_fidelity(...) plus its real-test accuracy}, and "disagreements": [{"metric", "values",
     "difference"}] for every metric on which two judges differ by more than `tolerance`.
     """
@@ -152,7 +153,8 @@ def attribute_fidelity_report(judges: list[Judge], synthetic: ImageSet, cache_di
                                 attribute, min_group_n)
         report["real_test"] = real_accuracy(judge)
         per_judge[judge.family] = report
-    primary = per_judge[judges[0].family]
+    lead = max(judges, key=_mean_real_accuracy)  # max keeps the first of equals
+    primary = per_judge[lead.family]
     disagreements = []
     for name in METRIC_NAMES:
         values = {family: r["metrics"][name] for family, r in per_judge.items() if not math.isnan(r["metrics"][name])}
@@ -163,8 +165,13 @@ def attribute_fidelity_report(judges: list[Judge], synthetic: ImageSet, cache_di
     for d in disagreements:
         said = ", ".join(f"{family} {value:.2f}" for family, value in d["values"].items())
         reasons[d["metric"]] = "; ".join(filter(None, [reasons.get(d["metric"]), f"judges disagree: {said}"]))
-    return {"metrics": dict(primary["metrics"]), "reasons": reasons, "primary": judges[0].family,
+    return {"metrics": dict(primary["metrics"]), "reasons": reasons, "primary": lead.family,
             "attribute": attribute, "judges": per_judge, "disagreements": disagreements, "tolerance": tolerance}
+
+
+def _mean_real_accuracy(judge: Judge) -> float:
+    values = [acc["overall"] for acc in real_accuracy(judge).values() if acc["overall"] is not None]
+    return float(np.mean(values)) if values else -1.0
 
 
 def real_accuracy(judge: Judge) -> dict:
