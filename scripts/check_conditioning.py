@@ -120,9 +120,9 @@ def main() -> None:
                                       args.cache):
             results.append(to_json_value(result))
             print(json.dumps({k: results[-1][k] for k in ("generator", "params", "metrics", "disagreements")}), flush=True)
+            if args.out:  # after every generator, so a long check that is stopped keeps what it measured
+                args.out.write_text(json.dumps(results, indent=1))
     print(markdown_table(results))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
