@@ -339,7 +339,8 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
             fidelity = _fidelity(cache, ctx, cell, synthetic_key, splits_key, splits, train, synthetic,
                                  dataset.primary_attribute)
             stage = "fidelity (judge)"
-            _add_attribute_fidelity(fidelity, ctx, splits, synthetic, dataset.primary_attribute)
+            _add_attribute_fidelity(fidelity, ctx, splits, synthetic, dataset.primary_attribute,
+                                    getattr(generator, "conditions_on_attributes", True))
         stage, plugin = "metrics", ""
         missing = [name for name in ctx.splits if name not in splits.test_splits()]
         if missing:
@@ -552,11 +553,13 @@ def _fidelity(cache: Cache, ctx: RunContext, cell: Cell, synthetic_key: str, spl
 
 
 def _add_attribute_fidelity(fidelity: dict[str, dict], ctx: RunContext, splits: Splits, synthetic: ImageSet,
-                            attribute: str) -> None:
+                            attribute: str, conditions_on_attributes: bool) -> None:
     """Add the fixed judges' class and attribute fidelity of the synthetic set to each split's
-    fidelity report; the judges learn from the dataset's full real training split, not the cut."""
+    fidelity report; the judges learn from the dataset's full real training split, not the cut.
+    A class-only generator (conditions_on_attributes False) is expected to pass independence."""
     judges = fit_judges(splits.train, splits.test, attribute, seed=DATA_SEED, cache_root=Path(ctx.cache_root))
     judged = attribute_fidelity_report(judges, synthetic, Path(ctx.cache_root), ctx.min_group_n)
+    judged["conditions_on_attributes"] = conditions_on_attributes
     for report in fidelity.values():
         report["metrics"].update(judged["metrics"])
         report["reasons"].update(judged["reasons"])
