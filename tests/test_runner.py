@@ -122,6 +122,12 @@ def test_fidelity_metrics_are_recorded_per_group_with_the_judges_reading(tiny_gr
     assert set(judged["judges"]) == {"effnet", "pixels"} and judged["primary"] in judged["judges"]
     assert not any(j["independence"]["depends_on_request"] for j in judged["judges"].values())
     assert judged["conditions_on_attributes"]  # noisy_copy does not declare itself class-only
+    from harness.leaderboard import load_summary, render
+
+    board = render(load_summary(summary.run_dir))
+    assert "attr_fidelity ↑" in board and "fid ↓" in board  # fidelity beside FID
+    header = board.splitlines()[0]
+    assert "fidelity judges' accuracy on real test: effnet: class " in header and "; pixels: class " in header
     real = judged["judges"]["effnet"]["real_test"]
     assert set(real) == {"label", "group"} and set(real["group"]) == {"overall", "g0", "g1"}
     assert all("class_fidelity" not in r["metrics"] for r in real_only)

@@ -188,10 +188,12 @@ def judge_summary(report: dict | None) -> str | None:
     parts = []
     for family, judged in report["judges"].items():
         targets = []
-        for target, acc in judged.get("real_test", {}).items():
+        real = judged.get("real_test", {})
+        for target in sorted(real, key=lambda t: t != LABEL):  # the class first
+            acc = real[target]
             groups = {g: v for g, v in acc.items() if g != "overall" and v is not None}
             span = ""
-            if groups:
+            if groups and min(groups.values()) < max(groups.values()):
                 low, high = min(groups, key=groups.get), max(groups, key=groups.get)
                 span = f" ({low} {groups[low]:.2f}–{high} {groups[high]:.2f})"
             name = "class" if target == LABEL else target
