@@ -107,7 +107,7 @@ def test_small_groups_are_nan_with_the_reason():
     labels = np.zeros(23, dtype=int)
     out = judge_fidelity(labels, groups, labels, groups, real, "g", min_group_n=10)
     assert "min_group_n" in out["per_group"]["b"]["reason"]
-    assert out["metrics"]["worst_attr_fidelity"] == 1.0 and "skipped 1 group(s): b" in out["reasons"]["worst_attr_fidelity"]
+    assert out["metrics"]["worst_attr_fidelity"] == 1.0 and "skipped 1 group(s) under min_group_n: b" in out["reasons"]["worst_attr_fidelity"]
 
 
 def test_judges_that_disagree_are_reported_not_averaged(world, monkeypatch):
@@ -140,3 +140,17 @@ def test_the_judge_is_cached_under_the_data_and_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(judge_lib, "HEAD_C", 0.1)  # other head settings: another judge
     cached_judge(tmp_path, train, test, "group", "pixels")
     assert len(fits) == 3
+
+
+def test_a_group_the_judge_cannot_correct_for_makes_the_overall_corrected_value_nan():
+    good, chance = [[9, 1], [1, 9]], [[5, 5], [5, 5]]
+    real = {"groups": ["a", "b"], "label": {"confusion": good, "per_group": {"a": {"confusion": good},
+                                                                              "b": {"confusion": chance}}},
+            "g": {"confusion": good}}
+    groups = np.r_[np.zeros(20, dtype=int), np.ones(20, dtype=int), -np.ones(5, dtype=int)]
+    labels = np.tile([0, 1], 45)[:45]
+    out = judge_fidelity(labels, groups, labels, groups, real, "g")
+    assert out["metrics"]["class_fidelity"] == 1.0  # images of unknown group count in the class value
+    assert math.isnan(out["metrics"]["class_fidelity_adj"]) and "not correctable for b" in out["reasons"]["class_fidelity_adj"]
+    assert out["metrics"]["worst_class_fidelity_adj"] == pytest.approx(1.0)  # a's value; b skipped, and said so
+    assert "not correctable for b" in out["reasons"]["worst_class_fidelity_adj"]

@@ -93,33 +93,15 @@ def judge_fidelity(requested_labels: np.ndarray | None, requested_groups: np.nda
             entry["class"] = {**_share(judged_labels[rows] == requested_labels[rows]),
                               "adj": _weighted(class_adj, requested_labels[rows])}
         per_group[name] = entry
-    metrics = {}
+    metrics: dict[str, float] = {}
+    if requested_labels is None:
+        for name in METRIC_NAMES[:4]:
+            metrics[name] = math.nan
+            reasons[name] = "multi-hot labels: class fidelity is defined for single-label datasets"
+    else:
+        _summarise("class", judged_labels == requested_labels, per_group, metrics, reasons)
     known = requested_groups >= 0
-    for target in ("class", "attr"):
-        if target == "class" and requested_labels is None:
-            for name in METRIC_NAMES[:4]:
-                reasons[name] = "multi-hot labels: class fidelity is defined for single-label datasets"
-                metrics[name] = math.nan
-            continue
-        hits = (judged_labels == requested_labels) if target == "class" else (judged_groups == requested_groups)
-        valid = {name: g[target] for name, g in per_group.items() if target in g}
-        skipped = [name for name in per_group if name not in valid]
-        note = f"skipped {len(skipped)} group(s): {', '.join(skipped)}" if skipped else ""
-        metrics[f"{target}_fidelity"] = float(np.mean(hits[known])) if known.any() else math.nan
-        counts = {name: g["n"] for name, g in per_group.items() if name in valid}
-        adj = [valid[name]["adj"] for name in valid]
-        metrics[f"{target}_fidelity_adj"] = (float(np.dot(adj, list(counts.values())) / sum(counts.values()))
-                                             if valid else math.nan)
-        metrics[f"worst_{target}_fidelity"] = min((v["value"] for v in valid.values()), default=math.nan)
-        metrics[f"worst_{target}_fidelity_adj"] = min(adj, default=math.nan)
-        for name in (f"{target}_fidelity", f"{target}_fidelity_adj", f"worst_{target}_fidelity",
-                     f"worst_{target}_fidelity_adj"):
-            if math.isnan(metrics[name]):
-                reasons[name] = ("the judge's confusion on real images cannot be inverted (a group or class "
-                                 "without real test images, or a judge at chance)" if name.endswith("_adj") and valid
-                                 else note or "no group with enough requested images")
-            elif note and name.startswith("worst_"):
-                reasons[name] = note
+    _summarise("attr", judged_groups[known] == requested_groups[known], per_group, metrics, reasons)
     table = confusion(requested_groups, judged_groups, sizes)
     test = stats.independence_test(table)
     out = {"metrics": metrics, "reasons": reasons, "per_group": per_group,
@@ -132,6 +114,31 @@ def judge_fidelity(requested_labels: np.ndarray | None, requested_groups: np.nda
         out["confusion"]["class"] = confusion(requested_labels, judged_labels, num_classes).tolist()
         out["chance"]["class"] = 1 / num_classes
     return out
+
+
+def _summarise(target: str, hits: np.ndarray, per_group: dict[str, dict], metrics: dict, reasons: dict) -> None:
+    """Overall, corrected and worst-group values of one target ("class" or "attr") into metrics,
+    with the reason for each NaN and the groups each aggregate skipped."""
+    raw = {name: g[target]["value"] for name, g in per_group.items() if target in g}
+    adj = {name: g[target]["adj"] for name, g in per_group.items() if target in g and not math.isnan(g[target]["adj"])}
+    small = [name for name in per_group if name not in raw]
+    uncorrectable = [name for name in raw if name not in adj]
+    metrics[f"{target}_fidelity"] = float(np.mean(hits)) if len(hits) else math.nan
+    # the overall corrected value needs every group corrected; a partial average would be another population
+    metrics[f"{target}_fidelity_adj"] = (math.nan if uncorrectable or not adj else
+                                         sum(adj[g] * per_group[g]["n"] for g in adj) / sum(per_group[g]["n"] for g in adj))
+    metrics[f"worst_{target}_fidelity"] = min(raw.values(), default=math.nan)
+    metrics[f"worst_{target}_fidelity_adj"] = min(adj.values(), default=math.nan)
+    too_small = f"skipped {len(small)} group(s) under min_group_n: {', '.join(small)}" if small else ""
+    cannot = (f"not correctable for {', '.join(uncorrectable)}: the judge's confusion on real images has a value "
+              f"without real test images or cannot be inverted (a judge at chance)") if uncorrectable else ""
+    for name, notes in ((f"{target}_fidelity", []), (f"{target}_fidelity_adj", [cannot, too_small]),
+                        (f"worst_{target}_fidelity", [too_small]), (f"worst_{target}_fidelity_adj", [cannot, too_small])):
+        text = "; ".join(n for n in notes if n)
+        if math.isnan(metrics[name]) and not text:
+            text = "no synthetic images" if not len(hits) else "no group with enough requested images"
+        if text:
+            reasons[name] = text
 
 
 def attribute_fidelity_report(judges: list[Judge], synthetic: ImageSet, cache_dir: Path | None,
