@@ -46,9 +46,9 @@ from harness.grid import Cell, ConfigErrors, Grid, PluginSpec, check_only
 from harness.manifest import build_manifest
 from harness.metrics import EvalInput, MetricValue, compute_metrics, group_reports
 from harness.metrics.features import default_extractor
-from harness.metrics.attribute_fidelity import attribute_fidelity_report
+from harness.metrics.attribute_fidelity import METRIC_NAMES, attribute_fidelity_report
 from harness.metrics.fidelity import fidelity_report
-from harness.metrics.judge import fit_judges
+from harness.metrics.judge import JudgeError, fit_judges
 from harness.registry import Registry
 from harness.sampling import plan_requests
 from harness.validate import image_problems, proba_problems
@@ -557,8 +557,13 @@ def _add_attribute_fidelity(fidelity: dict[str, dict], ctx: RunContext, splits: 
     """Add the fixed judges' class and attribute fidelity of the synthetic set to each split's
     fidelity report; the judges learn from the dataset's full real training split, not the cut.
     A class-only generator (conditions_on_attributes False) is expected to pass independence."""
-    judges = fit_judges(splits.train, splits.test, attribute, seed=DATA_SEED, cache_root=Path(ctx.cache_root))
-    judged = attribute_fidelity_report(judges, synthetic, Path(ctx.cache_root), ctx.min_group_n)
+    try:
+        judges = fit_judges(splits.train, splits.test, attribute, seed=DATA_SEED, cache_root=Path(ctx.cache_root))
+    except JudgeError as exc:  # the cell's other metrics stand; these say why they are missing
+        judged = {"metrics": {name: math.nan for name in METRIC_NAMES},
+                  "reasons": {name: f"no judge for '{attribute}': {exc}" for name in METRIC_NAMES}}
+    else:
+        judged = attribute_fidelity_report(judges, synthetic, Path(ctx.cache_root), ctx.min_group_n)
     judged["conditions_on_attributes"] = conditions_on_attributes
     for report in fidelity.values():
         report["metrics"].update(judged["metrics"])

@@ -154,3 +154,23 @@ def test_a_group_the_judge_cannot_correct_for_makes_the_overall_corrected_value_
     assert math.isnan(out["metrics"]["class_fidelity_adj"]) and "not correctable for b" in out["reasons"]["class_fidelity_adj"]
     assert out["metrics"]["worst_class_fidelity_adj"] == pytest.approx(1.0)  # a's value; b skipped, and said so
     assert "not correctable for b" in out["reasons"]["worst_class_fidelity_adj"]
+
+
+def test_data_that_cannot_train_a_judge_says_so():
+    train, test = noisy_toy(60, 0, "train"), noisy_toy(60, 2, "test")
+    train.attributes["group"][:] = 0  # one group only
+    with pytest.raises(judge_lib.JudgeError, match="1 distinct value"):
+        judge_lib.fit_judge(train, test, "group", "pixels")
+
+
+def test_a_generator_cell_without_a_judge_keeps_its_other_fidelity_values(tmp_path):
+    from harness.data import Splits
+    from harness.runner import RunContext, _add_attribute_fidelity
+
+    train, test = noisy_toy(60, 0, "train"), noisy_toy(60, 2, "test")
+    train.attributes["group"][:] = 0
+    fidelity = {"test": {"metrics": {"fid": 1.5}, "reasons": {}}}
+    _add_attribute_fidelity(fidelity, RunContext(str(tmp_path), str(tmp_path)), Splits(train, test, test), test,
+                            "group", True)
+    assert fidelity["test"]["metrics"]["fid"] == 1.5 and math.isnan(fidelity["test"]["metrics"]["attr_fidelity"])
+    assert "no judge for 'group'" in fidelity["test"]["reasons"]["attr_fidelity"]

@@ -55,6 +55,10 @@ FAMILIES: dict[str, Callable[[ImageSet, Path | None], np.ndarray]] = {
 }
 
 
+class JudgeError(ValueError):
+    """The real data cannot train a judge (a target with fewer than two values)."""
+
+
 def check_families(families: tuple[str, ...] | list[str]) -> None:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
@@ -92,7 +96,7 @@ def fit_head(features: np.ndarray, targets: np.ndarray, seed: int) -> Head:
     known = targets >= 0
     x, y = features[known], targets[known]
     if len(np.unique(y)) < 2:
-        raise ValueError(f"the real training split has {len(np.unique(y))} distinct value(s) of this target; "
+        raise JudgeError(f"the real training split has {len(np.unique(y))} distinct value(s) of this target; "
                          f"a judge needs at least 2")
     mean, scale = x.mean(0), x.std(0)
     scale = np.where(scale > 1e-12, scale, 1.0)
