@@ -10,7 +10,7 @@
     workers = 2
     splits = ["test"]           # real test splits to evaluate
     cas = false                 # also train on synthetic only and report `cas`
-    fidelity = false            # FID/KID (overall and per group) of each synthetic set
+    fidelity = false            # FID/KID (overall and per group) and judged attribute fidelity of each synthetic set
     feature_extractor = ""      # for fidelity; "" = the machine's default (small CNN on CPU)
 
     [[dataset]]
@@ -93,7 +93,8 @@ GRID_KEYS: dict[str, GridKey] = {
     "min_group_n": GridKey(int, "10", "groups with fewer test images get no per-group metric (NaN with the "
                            "reason), and no FID/KID"),
     "fidelity": GridKey(bool, "false", "FID/KID, overall and per group, of each synthetic set against the "
-                        "real test split"),
+                        "real test split, and attribute fidelity: whether fixed judges read the requested "
+                        "class and group back from the synthetic images (docs/metrics.md)"),
     "feature_extractor": GridKey(str, '""', "feature network for fidelity; \"\" = the machine's default "
                                  "(effnet-lite0@64 on CPU, inception-v3 with a GPU)"),
     "fid_draws": GridKey(int, "3", "seeded draws of the matched-size samples that FID/KID per group average over"),
@@ -231,7 +232,7 @@ class Grid:
     generators: list[PluginSpec]
     samplings: list[SamplingSpec]
     classifiers: list[PluginSpec]
-    fidelity: bool = False  # FID/KID per group of each synthetic set against the real test split
+    fidelity: bool = False  # FID/KID per group and attribute fidelity of each synthetic set
     feature_extractor: str = ""  # "" = the default for this machine (small CNN on CPU)
     fid_draws: int = 3
     generator_seeds: int = 0  # 0: one per seed

@@ -31,6 +31,7 @@ from harness import progress, records, stats
 from harness.contracts import ConfigError
 from harness.grid import parse_grid
 from harness.metrics import HIGHER, METRICS, get_metric
+from harness.metrics.attribute_fidelity import judge_summary
 from harness.metrics.registry import EvalInput
 from harness.metrics.resampled import Resamples, resampled_values
 from harness.metrics.stored import eval_input_from_record
@@ -63,6 +64,7 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
             "record_index": index,
             "fidelity_extractor": fidelity.get("extractor"),
             "fidelity_n": _fidelity_n(fidelity) if fidelity else None,
+            "fidelity_judge": judge_summary(fidelity.get("attribute_fidelity")),
             **{name: (math.nan if v is None else float(v)) for name, v in r["metrics"].items()},
         })
     frame = pd.DataFrame(flat)
@@ -100,7 +102,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         columns[f"{name}_mean"] = grouped[name].mean()
         columns[f"{name}_sd"] = grouped[name].std(ddof=1)
     if frame["fidelity_extractor"].notna().any():
-        for column in ("fidelity_extractor", "fidelity_n"):
+        for column in ("fidelity_extractor", "fidelity_n", "fidelity_judge"):
             columns[column] = grouped[column].agg(lambda values: " | ".join(sorted(set(values.dropna()))) or None)
     summary = pd.concat(columns, axis=1).reset_index().sort_values("table_order", kind="stable")
     return summary.drop(columns="table_order").reset_index(drop=True).copy()  # copy: one block per dtype
@@ -322,7 +324,7 @@ WIDTH = 100
 #: the headline after the run's primary endpoints: utility, CAS, then the fidelity summary
 #: (the distribution distance and the judge-based fidelity metrics); names a run lacks are skipped
 HEADLINE = (("utility", ("acc", "auc")), ("CAS", ("cas",)),
-            ("fidelity", ("fid", "class_fidelity", "attr_fidelity", "worst_attr_fidelity")))
+            ("fidelity", ("fid", "class_fidelity_adj", "attr_fidelity_adj", "worst_attr_fidelity_adj")))
 METRIC_SUFFIXES = ("_mean", "_sd", "_diff", "_ci_low", "_ci_high", "_p", "_p_adj", "_mde", "_marker")
 LATEX = {"▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", NOT_ESTIMATED_FLAG: r"$^\dagger$",
          "±": r"$\pm$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "−": "-"}

@@ -74,7 +74,7 @@ class Record:
     classifier_stats: dict | None = None  # what the augmented classifier reported (steps taken, best val score)
     predictions_file: str | None = None  # run-relative path of the augmented classifier's predictions
     predictions_sha256: dict | None = None  # mode ("augmented", "cas") -> SHA-256 of its file
-    fidelity: dict | None = None  # extractor, n, draws, per_group of FID/KID
+    fidelity: dict | None = None  # extractor, n, draws, per_group of FID/KID; attribute_fidelity (the judges')
     stage: str | None = None  # failed records: the stage that failed
     error: str | None = None
     traceback: str | None = None

@@ -46,9 +46,12 @@ from harness.grid import Cell, ConfigErrors, Grid, PluginSpec, check_only
 from harness.manifest import build_manifest
 from harness.metrics import EvalInput, MetricValue, compute_metrics, group_reports
 from harness.metrics.features import default_extractor
+from harness.metrics.attribute_fidelity import METRIC_NAMES, attribute_fidelity_report
 from harness.metrics.fidelity import fidelity_report
+from harness.metrics.judge import JudgeError, fit_judges
 from harness.registry import Registry
 from harness.sampling import plan_requests
+from harness.validate import image_problems, proba_problems
 
 #: the dataset is realised once with this seed so every cell shares one test set; replicate
 #: seeds vary the scenario cut, the generator and the classifier instead
@@ -384,6 +387,9 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
             stage, plugin = "fidelity", ""
             fidelity = _fidelity(cache, ctx, cell, synthetic_key, splits_key, splits, train, synthetic,
                                  dataset.primary_attribute)
+            stage = "fidelity (judge)"
+            _add_attribute_fidelity(fidelity, ctx, splits, synthetic, dataset.primary_attribute,
+                                    getattr(generator, "conditions_on_attributes", True))
         stage, plugin = "metrics", ""
         missing = [name for name in ctx.splits if name not in splits.test_splits()]
         if missing:
@@ -537,13 +543,9 @@ def _synthesise(cache: Cache, registry: Registry, cell: Cell, generator_key: str
 
 
 def _check_images(images: Any, n: int, shape: tuple[int, int, int]) -> None:
-    if not isinstance(images, np.ndarray):
-        raise PluginOutputError(f"sample() must return a numpy array, got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise PluginOutputError(f"sample() must return uint8 images, got dtype {images.dtype}")
-    if images.shape != (n, *shape):
-        raise PluginOutputError(f"sample() returned images of shape {images.shape}; expected {(n, *shape)} "
-                                f"({n} requested rows, training images {shape})")
+    problems = image_problems(images, n, shape)
+    if problems:
+        raise PluginOutputError("; ".join(problems))
 
 
 def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: tuple, train: ImageSet,
@@ -600,18 +602,30 @@ def _fidelity(cache: Cache, ctx: RunContext, cell: Cell, synthetic_key: str, spl
     return out
 
 
+def _add_attribute_fidelity(fidelity: dict[str, dict], ctx: RunContext, splits: Splits, synthetic: ImageSet,
+                            attribute: str, conditions_on_attributes: bool) -> None:
+    """Add the fixed judges' class and attribute fidelity of the synthetic set to each split's
+    fidelity report; the judges learn from the dataset's full real training split, not the cut.
+    A class-only generator (conditions_on_attributes False) is expected to pass independence."""
+    try:
+        judges = fit_judges(splits.train, splits.test, attribute, seed=DATA_SEED, cache_root=Path(ctx.cache_root))
+    except JudgeError as exc:  # the cell's other metrics stand; these say why they are missing
+        judged = {"metrics": {name: math.nan for name in METRIC_NAMES},
+                  "reasons": {name: f"no judge for '{attribute}': {exc}" for name in METRIC_NAMES}}
+    else:
+        judged = attribute_fidelity_report(judges, synthetic, Path(ctx.cache_root), ctx.min_group_n)
+    judged["conditions_on_attributes"] = conditions_on_attributes
+    for report in fidelity.values():
+        report["metrics"].update(judged["metrics"])
+        report["reasons"].update(judged["reasons"])
+        report["attribute_fidelity"] = judged
+
+
 def _check_proba(proba: Any, n: int, k: int, multilabel: bool = False) -> None:
     """(N, K) finite probabilities; rows sum to 1 unless labels are multi-hot (one per label)."""
-    if not isinstance(proba, np.ndarray):
-        raise PluginOutputError(f"predict_proba() must return a numpy array, got {type(proba).__name__}")
-    if proba.shape != (n, k):
-        raise PluginOutputError(f"predict_proba() returned shape {proba.shape}; expected {(n, k)} (N images, K classes)")
-    if not np.all(np.isfinite(proba)):
-        raise PluginOutputError(f"predict_proba() returned {int(np.sum(~np.isfinite(proba)))} NaN/inf values")
-    if np.any(proba < -1e-6) or np.any(proba > 1 + 1e-6):
-        raise PluginOutputError("predict_proba() values must be probabilities in [0, 1]")
-    if not multilabel and np.any(np.abs(proba.sum(axis=1) - 1) > 1e-3):
-        raise PluginOutputError("predict_proba() rows must be probabilities in [0, 1] that sum to 1")
+    problems = proba_problems(proba, n, k, multilabel)
+    if problems:
+        raise PluginOutputError("; ".join(problems))
 
 
 def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, train: ImageSet,
@@ -663,7 +677,8 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
             generator_stats={**generator_info.get("fit_stats", {}), **generator_info.get("sample_stats", {})},
             classifier_stats=info.get("stats"),
             predictions_file=prediction_file, predictions_sha256=digests,
-            fidelity={k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group")}
+            fidelity={k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group", "attribute_fidelity")
+                      if k in fidelity[split_name]}
             if split_name in fidelity else None,
         ).to_dict())
     return out

@@ -1,7 +1,8 @@
 """Statistics for leaderboards, in one place: the test-sample resamples, the two-level bootstrap
 of a method against the real-only baseline (replicates, then test samples) with its p-value,
 95% CI and minimum detectable effect, the multiplicity corrections, Friedman + Nemenyi across
-datasets, Ktena's Beta-posterior group-vs-outgroup comparison and Mann–Whitney U.
+datasets, Ktena's Beta-posterior group-vs-outgroup comparison, Mann–Whitney U, and for
+attribute fidelity the Wilson interval of a proportion and the chi-square independence test.
 
 Everything is seeded; scipy.stats and statsmodels supply what they have. Definitions, the
 calibration of the test and a worked example: docs/metrics.md ("Statistics").
@@ -19,6 +20,7 @@ from scipy import special
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
+from statsmodels.stats.proportion import proportion_confint
 
 from harness import progress
 from harness.grid import Grid
@@ -274,3 +276,33 @@ def accuracy_posteriors(inp: EvalInput, draws: int = POSTERIOR_DRAWS, seed: int 
         out[name] = beta_posterior_gap(int(correct_[in_group].sum()), int(in_group.sum()),
                                        int(correct_[outgroup].sum()), int(outgroup.sum()), draws, seed)
     return out
+
+
+# ---- proportions and contingency tables (attribute fidelity) ----
+
+def proportion_ci(successes: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """Wilson score interval of successes/n (statsmodels' proportion_confint); (NaN, NaN) for n = 0.
+    Wilson rather than the normal approximation: fidelities sit near 0 or 1, where that fails."""
+    if n <= 0:
+        return math.nan, math.nan
+    low, high = proportion_confint(int(successes), int(n), alpha=alpha, method="wilson")
+    return float(low), float(high)
+
+
+@dataclass
+class Independence:
+    chi2: float
+    p: float
+    dof: int
+
+
+def independence_test(table: np.ndarray) -> Independence:
+    """Pearson chi-square test that rows and columns of a contingency table are independent
+    (scipy.stats.chi2_contingency, no continuity correction). Empty rows and columns are dropped
+    (they have no expected count); with fewer than 2 of either nothing can depend: p = 1."""
+    table = np.asarray(table, dtype=float)
+    table = table[table.sum(1) > 0][:, table.sum(0) > 0]
+    if table.ndim != 2 or min(table.shape) < 2:
+        return Independence(0.0, 1.0, 0)
+    result = sps.chi2_contingency(table, correction=False)
+    return Independence(float(result.statistic), float(result.pvalue), int(result.dof))

@@ -1,164 +1,128 @@
-"""Conditioning check for the diffusion generators (issue 6 acceptance).
+"""Conditioning check: does each generator make the requested class and group?
 
-Trains each generator in its cpu config on the embedded default dataset "derm" (cpu config,
-16 px), asks it for a `fill` request set (uniform over class x skin tone), and lets small CNN
-probes trained on REAL images judge the samples: how often a sample is classified as the
-requested class and as the requested skin tone, against chance. For every generator it also
-reports the tone distribution of its samples, which for the class-only DDPM should follow the
-training data rather than the request, and whether its tone depends on the requested tone.
+Trains each generator (its cpu config by default) on a dataset's real training split ("derm",
+cpu config, 16 px by default), asks for the same number of images of every (class × group) cell,
+and lets the harness's fixed judges (harness.metrics.judge: logistic heads on frozen features,
+trained on the real training split) read class and group back: raw and corrected fidelity per
+requested group with Wilson intervals, the worst group, the chi-square test of judged vs requested
+group, and any disagreement between the judges. The same probe is the leaderboard's attribute
+fidelity and `validate-plugin`'s behavioural check (docs/metrics.md, "Attribute fidelity").
 
-    .venv/bin/python scripts/check_conditioning.py --generators ddpm medi cbdm --out results/
+    python scripts/check_conditioning.py ddpm medi cbdm --out results.json
+    python scripts/check_conditioning.py 'cbdm:{"tau": 0.5}' --vary '{"guidance_scale": 2.6}' '{"guidance_scale": 4}'
+    python scripts/check_conditioning.py --table results.json
+
+`--vary` samples the one fitted generator again with each parameter override (a guidance sweep,
+skindiff's strength); every setting is a row of its own.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from scipy.stats import chi2_contingency
-from torch import nn
 
-from harness import ImageSet
+from harness.data import ImageSet, Splits
+from harness.metrics.attribute_fidelity import attribute_fidelity_report
+from harness.metrics.judge import DEFAULT_FAMILIES, Judge, fit_judges, requested_set
+from harness.records import to_json_value
 from harness.registry import Registry
-from harness.sampling import SamplingSpec, plan_requests
-
-ATTRIBUTE = "skin_tone"
 
 
-def load_derm(seed: int):
-    return Registry().create("dataset", "derm", {"config": "cpu"}).load(seed)
+def every_cell(train: ImageSet, attribute: str, per_cell: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """per_cell requests of every (class, group) pair, class-major."""
+    groups = len(train.attribute_vocab[attribute])
+    cells = np.array([(y, g) for y in range(train.num_classes) for g in range(groups)])
+    rows = np.repeat(cells, per_cell, axis=0)
+    return rows[:, 0], {attribute: rows[:, 1]}
 
 
-class Probe(nn.Module):
-    """A small CNN for 16-32 px images."""
-
-    def __init__(self, channels: int, classes: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(64, classes))
-
-    def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        return self.net(images_uint8.float() / 127.5 - 1.0)
+def parse_generator(text: str) -> tuple[str, dict]:
+    """'name' or 'name:{"param": value}'."""
+    name, _, params = text.partition(":")
+    return name, json.loads(params) if params else {}
 
 
-def train_probe(train: ImageSet, targets: np.ndarray, classes: int, seed: int, epochs: int = 15) -> Probe:
-    torch.manual_seed(seed)
-    keep = targets >= 0
-    images, y = torch.from_numpy(train.images[keep]), torch.from_numpy(targets[keep])
-    probe = Probe(images.shape[1], classes)
-    optimizer = torch.optim.Adam(probe.parameters(), lr=2e-3)
-    for _ in range(epochs):
-        for batch in torch.randperm(len(y)).split(64):
-            loss = nn.functional.cross_entropy(probe(images[batch]), y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return probe.eval()
-
-
-def predict(probe: Probe, images: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return np.concatenate([probe(torch.from_numpy(chunk)).argmax(1).numpy()
-                               for chunk in np.array_split(images, max(1, len(images) // 256))])
-
-
-def distribution(codes: np.ndarray, size: int) -> list[float]:
-    return (np.bincount(codes[codes >= 0], minlength=size) / max(1, (codes >= 0).sum())).round(4).tolist()
-
-
-def check_generator(name: str, splits, probes: dict[str, Probe], n_samples: int, seed: int,
-                    params: dict | None = None) -> dict:
-    train = splits.train
-    generator = Registry().create("generator", name, {"config": "cpu", **(params or {})})
-    generator.fit(train, seed=seed)
-    labels, attributes = fill_requests(train, n_samples, seed)
-    images = generator.sample(labels, attributes, seed=seed)
-    return {"generator": name, "params": generator.params, "stats": generator.stats, "n_samples": len(images),
-            **judge(images, labels, attributes, train, probes)}
-
-
-def fill_requests(train: ImageSet, n_samples: int, seed: int):
-    """About n_samples requests, uniform over class x skin tone."""
-    return plan_requests(train, ATTRIBUTE, SamplingSpec("fill", ratio=n_samples / len(train)), seed)
-
-
-def judge(images: np.ndarray, labels: np.ndarray, attributes: dict, train: ImageSet, probes: dict[str, Probe]) -> dict:
-    """How often the real-image probes see the requested class and tone, and the samples' tone mix."""
-    tones = len(train.attribute_vocab[ATTRIBUTE])
-    predicted_tone = predict(probes[ATTRIBUTE], images)
-    real_tone = distribution(predict(probes[ATTRIBUTE], train.images), tones)
-    sample_tones = distribution(predicted_tone, tones)
-    return {
-        "class_accuracy": float((predict(probes["label"], images) == labels).mean()),
-        "class_chance": 1 / train.num_classes,
-        "tone_accuracy": float((predicted_tone == attributes[ATTRIBUTE]).mean()), "tone_chance": 1 / tones,
-        "requested_tone_distribution": distribution(attributes[ATTRIBUTE], tones),
-        "sample_tone_distribution_predicted": sample_tones,
-        "train_tone_distribution": distribution(train.attributes[ATTRIBUTE], tones),
-        "train_tone_distribution_predicted": real_tone,
-        "tone_tv_to_train_predicted": float(0.5 * np.abs(np.subtract(sample_tones, real_tone)).sum()),
-        # does the sample's tone depend on the requested tone at all? (chi-square test of independence)
-        "tone_request_p": request_dependence_p(attributes[ATTRIBUTE], predicted_tone, tones),
-    }
-
-
-def request_dependence_p(requested: np.ndarray, predicted: np.ndarray, size: int) -> float:
-    table = np.zeros((size, size))
-    np.add.at(table, (requested, predicted), 1)
-    table = table[:, table.sum(0) > 0]  # a tone never predicted has no expected count
-    return float(chi2_contingency(table).pvalue) if table.shape[1] > 1 else 1.0
-
-
-def fit_probes(splits, seed: int) -> tuple[dict[str, Probe], dict[str, float]]:
-    train, test = splits.train, splits.test
-    tones = len(train.attribute_vocab[ATTRIBUTE])
-    probes = {"label": train_probe(train, train.labels, train.num_classes, seed),
-              ATTRIBUTE: train_probe(train, train.attributes[ATTRIBUTE], tones, seed)}
-    accuracy = {"label": float((predict(probes["label"], test.images) == test.labels).mean()),
-                ATTRIBUTE: float((predict(probes[ATTRIBUTE], test.images) == test.attributes[ATTRIBUTE]).mean())}
-    return probes, accuracy
+def check_generator(registry: Registry, text: str, splits: Splits, judges: list[Judge], per_cell: int, seed: int,
+                    config: str = "cpu", vary: list[dict] = (), cache_dir: Path | None = None) -> list[dict]:
+    """Fit one generator and judge its samples, once per `vary` setting (or once as configured)."""
+    name, params = parse_generator(text)
+    configs = registry.get("generator", name).cls.configs
+    generator = registry.create("generator", name, {"config": config, **params} if config in configs else params)
+    train, attribute = splits.train, judges[0].attribute
+    started = time.perf_counter()
+    generator.fit(train, seed, splits.unlabeled)
+    fit_s = time.perf_counter() - started
+    labels, attributes = every_cell(train, attribute, per_cell)
+    out = []
+    for setting in vary or [{}]:
+        generator.params.update(setting)
+        started = time.perf_counter()
+        images = generator.sample(labels, attributes, seed + 1)
+        sample_s = time.perf_counter() - started
+        report = attribute_fidelity_report(judges, requested_set(images, labels, attributes, train), cache_dir)
+        out.append({"generator": name, "params": {**params, **setting}, "fit_s": round(fit_s, 1),
+                    "sample_s": round(sample_s, 1), "n": len(images), "stats": dict(getattr(generator, "stats", {})),
+                    **report})
+    return out
 
 
 def markdown_table(results: list[dict]) -> str:
-    """The results as the table in docs/generators.md."""
-    rows = ["| generator | class acc. (chance) | tone acc. (chance) | predicted tone mix of samples | "
-            "predicted tone mix of real train | train img/s | sample img/s | train s |", "|---" * 8 + "|"]
+    """One row per (generator, setting): the primary judge's fidelities, corrected in brackets."""
+    rows = ["| generator | params | class fidelity (adj.) | attr. fidelity (adj.) | worst group attr. (adj.) | "
+            "independence p | judges disagree on |", "|---" * 7 + "|"]
     for r in results:
-        rows.append(f"| `{r['generator']}` | {r['class_accuracy']:.1%} ({r['class_chance']:.0%}) | "
-                    f"{r['tone_accuracy']:.1%} ({r['tone_chance']:.0%}) | {r['sample_tone_distribution_predicted']} | "
-                    f"{r['train_tone_distribution_predicted']} | {r['stats']['train_images_per_s']:.1f} | "
-                    f"{r['stats']['sample_images_per_s']:.2f} | {r['stats']['train_seconds']:.0f} |")
+        m, primary = r["metrics"], r["judges"][r["primary"]]
+        pct = lambda v: "n/a" if v is None or v != v else f"{v:.0%}"  # noqa: E731
+        rows.append(f"| `{r['generator']}` | {json.dumps(r['params']) if r['params'] else ''} | "
+                    f"{pct(m['class_fidelity'])} ({pct(m['class_fidelity_adj'])}) | "
+                    f"{pct(m['attr_fidelity'])} ({pct(m['attr_fidelity_adj'])}) | "
+                    f"{pct(m['worst_attr_fidelity'])} ({pct(m['worst_attr_fidelity_adj'])}) | "
+                    f"{primary['independence']['p']:.2g} | {', '.join(d['metric'] for d in r['disagreements']) or '—'} |")
     return "\n".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generators", nargs="+", default=["ddpm", "medi", "cbdm"])
-    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("generators", nargs="*", default=["ddpm", "medi", "cbdm"],
+                        help='names, or name:{"param": value} (JSON)')
+    parser.add_argument("--dataset", default="derm")
+    parser.add_argument("--dataset-params", default='{"config": "cpu"}', help="JSON")
+    parser.add_argument("--config", default="cpu", help="generator config, where the plugin has it")
+    parser.add_argument("--per-cell", type=int, default=20, help="requests per (class, group) pair")
+    parser.add_argument("--vary", nargs="*", default=[], type=json.loads, help="parameter overrides (JSON), one row each")
+    parser.add_argument("--judges", nargs="+", default=list(DEFAULT_FAMILIES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
-    parser.add_argument("--out", type=Path, default=Path("results/conditioning"))
-    parser.add_argument("--table", action="store_true", help="only print the markdown table of the results in --out")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache/harness")))
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    parser.add_argument("--table", type=Path, help="only print the markdown table of a results JSON")
     args = parser.parse_args()
     if args.table:
-        print(markdown_table([json.loads((args.out / f"{name}.json").read_text()) for name in args.generators]))
+        print(markdown_table(json.loads(args.table.read_text())))
         return
+    import torch
+
     torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    splits = load_derm(args.seed)
-    start = time.perf_counter()
-    probes, probe_accuracy = fit_probes(splits, args.seed)
-    print(f"real-image probes: test accuracy {probe_accuracy} ({time.perf_counter() - start:.0f} s)", flush=True)
-    for name in args.generators:
-        result = check_generator(name, splits, probes, args.samples, args.seed)
-        result["probe_test_accuracy"] = probe_accuracy
-        (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
-        print(json.dumps({k: result[k] for k in result if k not in ("params",)}), flush=True)
+    registry = Registry()
+    dataset = registry.create("dataset", args.dataset, json.loads(args.dataset_params))
+    splits = dataset.load(args.seed)
+    judges = fit_judges(splits.train, splits.test, dataset.primary_attribute, tuple(args.judges), args.seed, args.cache)
+    for judge in judges:
+        print(json.dumps({"judge": judge.family, "real_test": {t: v["accuracy"] for t, v in judge.real.items()
+                                                               if isinstance(v, dict)}}), flush=True)
+    results = []
+    for text in args.generators:
+        for result in check_generator(registry, text, splits, judges, args.per_cell, args.seed, args.config, args.vary,
+                                      args.cache):
+            results.append(to_json_value(result))
+            print(json.dumps({k: results[-1][k] for k in ("generator", "params", "metrics", "disagreements")}), flush=True)
+            if args.out:  # after every generator, so a long check that is stopped keeps what it measured
+                args.out.write_text(json.dumps(results, indent=1))
+    print(markdown_table(results))
 
 
 if __name__ == "__main__":

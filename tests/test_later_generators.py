@@ -163,19 +163,3 @@ def test_skindiff_paper_config_builds_from_a_local_checkpoint_offline_with_lora(
 def test_later_generators_are_registered():
     names = {info.name for info in Registry().all() if info.kind == "generator"}
     assert {"fairdiffusion", "skindiff"} <= names
-
-
-# -- conditioning (slow) ---------------------------------------------------------------------------
-@pytest.mark.slow
-def test_fairdiffusion_and_skindiff_samples_carry_class_and_tone():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / "check_later_conditioning.py"
-    spec = importlib.util.spec_from_file_location("check_later_conditioning", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    results = script.check(["fairdiffusion", "skindiff"])
-    for name in ("fairdiffusion", "skindiff"):
-        assert results[name]["class_acc"] > results["chance"]["class_acc"] + 0.1, results[name]
-        assert results[name]["tone_acc"] > results["chance"]["tone_acc"] + 0.1, results[name]

@@ -34,7 +34,7 @@ CLASSIFIER_EXPECTED = {
     "nan_proba": ("classifier", "returned 1 NaN/inf values"),
     "wrong_classes": ("classifier", "returned shape (90, 4); expected (90, 3)"),
     "too_few_rows": ("classifier", "returned shape (89, 3); expected (90, 3)"),
-    "not_normalised": ("classifier", "rows must be probabilities in [0, 1] that sum to 1"),
+    "not_normalised": ("classifier", "rows must sum to 1"),
     "not_array": ("classifier", "must return a numpy array, got list"),
 }
 DATASET_EXPECTED = {

@@ -104,7 +104,7 @@ def test_process_executor_gives_the_same_records(tiny_grid, tmp_path, toy_plugin
     assert _comparable(records.load(parallel.run_dir)) == _comparable(records.load(serial.run_dir))
 
 
-def test_fidelity_metrics_are_recorded_per_group(tiny_grid, tmp_path, toy_plugins):
+def test_fidelity_metrics_are_recorded_per_group_with_the_judges_reading(tiny_grid, tmp_path, toy_plugins):
     grid = tiny_grid.read_text().replace("seeds = 2", "seeds = 1").replace('"natural", "cap100"', '"natural"')
     tiny_grid.write_text('fidelity = true\nfid_draws = 1\nfeature_extractor = "effnet-lite0@64"\n' + grid)
     summary = _run(tiny_grid, tmp_path, toy_plugins)
@@ -116,6 +116,21 @@ def test_fidelity_metrics_are_recorded_per_group(tiny_grid, tmp_path, toy_plugin
     assert set(synthetic[0]["fidelity"]["per_group"]) == {"g0", "g1"}
     assert synthetic[0]["fidelity"]["extractor"] == "effnet-lite0@64"
     assert all("fid" not in r["metrics"] for r in real_only)
+    # noisy_copy copies a training image of the requested class, whatever the requested group
+    assert all(r["metrics"]["class_fidelity"] > 0.9 for r in synthetic)
+    judged = synthetic[0]["fidelity"]["attribute_fidelity"]
+    assert set(judged["judges"]) == {"effnet", "pixels"} and judged["primary"] in judged["judges"]
+    assert not any(j["independence"]["depends_on_request"] for j in judged["judges"].values())
+    assert judged["conditions_on_attributes"]  # noisy_copy does not declare itself class-only
+    from harness.leaderboard import load_summary, render
+
+    board = render(load_summary(summary.run_dir))
+    assert "attr_fidelity ↑" in board and "fid ↓" in board  # fidelity beside FID
+    header = board.splitlines()[0]
+    assert "fidelity judges' accuracy on real test: effnet: class " in header and "; pixels: class " in header
+    real = judged["judges"]["effnet"]["real_test"]
+    assert set(real) == {"label", "group"} and set(real["group"]) == {"overall", "g0", "g1"}
+    assert all("class_fidelity" not in r["metrics"] for r in real_only)
 
 
 def test_two_runs_cannot_write_one_run_folder(tiny_grid, tmp_path, toy_plugins):

@@ -223,20 +223,4 @@ def test_ablations_are_registered_with_the_released_settings():
     assert settings == {"cbrs": ("cbrs", 0.0, "none"), "sqrs": ("sqrs", 0.0, "none"),
                         "cbdm-sd": ("shuffle", 1.0, "none"), "cbcb": ("cbrs", 1.0, "none"),
                         "fairgen": ("sqrs", 1.0, "released")}
-    assert all(names[n].classifier_params == {} for n in ("fairgen", "cbrs", "sqrs", "cbdm-sd", "cbcb"))
-
-
-# -- conditioning (slow) ---------------------------------------------------------------------------
-@pytest.mark.slow
-def test_sd_and_fairgen_samples_follow_their_prompts():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / "check_sd_conditioning.py"
-    spec = importlib.util.spec_from_file_location("check_sd_conditioning", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    results = script.check(["sd", "fairgen"])
-    for name in ("sd", "fairgen"):
-        assert results[name]["class_acc"] > results["chance"]["class_acc"] + 0.1, results[name]
-        assert results[name]["tone_acc"] > results["chance"]["tone_acc"] + 0.1, results[name]
+    assert all(names[n].classifier_params == {} for n in ("cbrs", "sqrs", "cbdm-sd", "cbcb"))

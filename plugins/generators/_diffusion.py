@@ -74,7 +74,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "sample_steps": 25,
     # DDIM eta: 0 = deterministic DDIM, 1 = ancestral noise at each step. At the cpu budget eta = 1
     # keeps samples diverse: with eta = 0 nearly every sample took the mean (medium) skin tone and
-    # CBDM's class accuracy fell from 61% to 39% (scripts/sweep_conditioning.py, docs/generators.md)
+    # CBDM's class accuracy fell from 61% to 39% (docs/generators.md)
     "sample_eta": 1.0,
     "sample_batch_size": 256,
     "device": "auto",  # "auto": cuda when available, else cpu; or any torch device string

@@ -22,6 +22,7 @@ class ClassConditionalDDPM(PixelDiffusionGenerator):
     # (Khosravi et al. found unguided sampling best for downstream use)
     configs = {"cpu": {}, "paper": {**HO_CIFAR_PAPER, "guidance_scale": 1.0, "sample_steps": 200}}
     supports_multilabel = True  # multi-hot findings: the condition is their embeddings' sum
+    conditions_on_attributes = False  # class only: validate-plugin warns, not fails, that tone is ignored
 
     def condition_factors(self, train: ImageSet) -> list[Factor]:
         return [Factor("label", train.num_classes, multi_hot=train.multilabel)]
