@@ -192,6 +192,46 @@ def group_bars(values: dict[str, dict[str, float]], groups: list[str], ylabel: s
     return _png(fig, title)
 
 
+def confusion_tables(rows: Sequence[dict], methods: Sequence[str], target: str) -> dict[str, tuple[np.ndarray, str]]:
+    """method -> (requested × judged counts of `target` summed over its records, the primary judge),
+    for the methods whose records (`rows`, aligned with `methods`) have judged synthetic images."""
+    tables: dict[str, tuple[np.ndarray, str]] = {}
+    for method in dict.fromkeys(methods):
+        reports = [r["fidelity"]["attribute_fidelity"] for r, m in zip(rows, methods) if m == method
+                   and ((r.get("fidelity") or {}).get("attribute_fidelity") or {}).get("judges")]
+        counts = [np.asarray(report["judges"][report["primary"]]["confusion"][target], dtype=float)
+                  for report in reports if target in report["judges"][report["primary"]]["confusion"]]
+        if counts:
+            tables[method] = (np.sum(counts, axis=0), reports[0]["primary"])
+    return tables
+
+
+def judged_confusion(rows: Sequence[dict], methods: Sequence[str], target: str, names: list[str]) -> Markup | None:
+    """Requested (rows) vs judged (columns) `target` ("attribute" or "class") of each method's
+    synthetic images, as shares of each request, summed over the method's records and read by
+    the run's primary fidelity judge; None when no method has judged images."""
+    tables = confusion_tables(rows, methods, target)
+    if not tables:
+        return None
+    size = len(next(iter(tables.values()))[0])
+    labels = names if len(names) == size else [str(i) for i in range(size)]
+    fig, axes = plt.subplots(1, len(tables), figsize=(0.9 + (0.45 * size + 1.2) * len(tables), 0.45 * size + 1.4),
+                             squeeze=False)
+    for ax, (method, (table, judge)) in zip(axes[0], tables.items()):
+        shares = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+        ax.imshow(shares, vmin=0, vmax=1, cmap="Greys")
+        for i, j in np.ndindex(shares.shape):
+            ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if shares[i, j] > 0.5 else "black")
+        ax.set_xticks(range(size), labels, fontsize=7, rotation=45, ha="right")
+        ax.set_yticks(range(size), labels, fontsize=7)
+        ax.set_title(f"{method}\n(judge: {judge})", fontsize=8)
+        ax.set_xlabel("judged", fontsize=8)
+    axes[0][0].set_ylabel("requested", fontsize=8)
+    what = "class" if target == "class" else "group"
+    return _png(fig, f"requested vs judged {what} of the synthetic images")
+
+
 def sample_grid(row: dict, cache_dir: Path, per_cell: int = 4) -> Markup | None:
     """Synthetic images per (class x group) beside real training images of the same cell, as one
     mosaic; None when the cache no longer holds them."""
@@ -341,6 +381,11 @@ def _table_section(keys: tuple, table: pd.DataFrame, summary: pd.DataFrame, rows
         extractor = next(r["fidelity"]["extractor"] for r in table_rows if r.get("fidelity"))
         _add(section, group_bars(fid, groups, f"FID per group ({extractor}) ↓", f"per-group FID ({attribute})",
                                  colours), f"per-group FID not drawn: {_flat(fid, 'fid', 0.0)}")
+    vocab = next(((r.get("plugins") or {}).get("attribute_vocab") or {}).get(attribute) for r in table_rows)
+    for target, names in (("attribute", list(vocab or [])), ("class", list(table_rows[0]["plugins"].get("label_names") or []))):
+        plot = judged_confusion(table_rows, methods, target, names)
+        if plot:
+            section.plots.append(plot)
     _add_samples(section, table_rows, methods, cache_dir)
     return section
 

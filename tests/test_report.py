@@ -19,10 +19,10 @@ from PIL import Image
 
 from harness import records
 from harness.cli import main
-from harness.leaderboard import load_summary, render
+from harness.leaderboard import load_summary, records_frame, render
 from harness.registry import Registry
-from harness.report import (BASELINE_COLOUR, PALETTE, build_report, findings, group_bars, group_order,
-                            method_colours)
+from harness.report import (BASELINE_COLOUR, PALETTE, build_report, confusion_tables, findings, group_bars,
+                            group_order, method_colours)
 
 GRID = """
 name = "report-tiny"
@@ -218,3 +218,27 @@ def test_findings_state_each_significant_primary_difference_and_what_was_not_tes
         "1 comparison not tested: fewer than 3 distinct replicates (run more seeds); their forest rows are hollow "
         "and have no CI."]
     assert findings(comparisons[comparisons["method"] == "ddpm"], ["worst_acc"])[0].startswith("1 comparison not")
+
+
+def test_fidelity_runs_show_requested_vs_judged_confusion_per_method(tmp_path):
+    grid = tmp_path / "judged.toml"
+    grid.write_text('fidelity = true\nfid_draws = 1\nfeature_extractor = "effnet-lite0@64"\n'
+                    + GRID.replace("seeds = 3", "seeds = 1").replace('"natural", "cap100"', '"natural"')
+                    .replace('name = "report-tiny"', 'name = "judged"'))
+    out = tmp_path / "judged-run"
+    assert main(["run", str(grid), "--out", str(out), "--cache", str(tmp_path / "cache"), "--plugins", TOY_PLUGINS,
+                 "--quiet"]) == 0
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    shown = re.findall(r'alt="(requested vs judged [^"]*)"', page)
+    assert shown == ["requested vs judged group of the synthetic images",
+                     "requested vs judged class of the synthetic images"]
+    rows = records.load(out)
+    methods = records_frame(rows)["method"].tolist()
+    tables = confusion_tables(rows, methods, "attribute")
+    assert set(tables) == {"noisy_copy", "oversample"}  # real-only methods: nothing to judge
+    counts, judge = tables["noisy_copy"]
+    assert counts.shape == (3, 3) and judge in ("effnet", "pixels")  # derm: light, medium, dark
+    # each request row counts that method's synthetic images of the requested group
+    synthetic = sum(r["n"]["train_synthetic"] for r, m in zip(rows, methods) if m == "noisy_copy")
+    assert counts.sum() == synthetic
