@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate leaderboards/real/ by running the standard-real grid on the real data (never edit it by hand).
-# Usage: scripts/update_real_leaderboard.sh [RUN_DIR]
+# Usage: scripts/update_real_leaderboard.sh [RUN_DIR [HARNESS_RUN_OPTIONS...]]
+# e.g. scripts/update_real_leaderboard.sh runs/standard-real --only generator=none,oversample publishes
+# a part of the grid; the board's README then lists the cells it lacks.
 # The data are found as the grid's loaders find them: $HARNESS_DATA/{isic2017,covid-chestxray}, or
 # ../shared/data beside the checkout. The run resumes: an interrupted or finished RUN_DIR keeps its
 # cells, so with a finished one only the publishing runs.
@@ -8,9 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run="${1:-runs/standard-real}"
+shift || true
 board=leaderboards/real
 cache="${HARNESS_CACHE:-$HOME/.cache/harness}"
-.venv/bin/harness run standard-real --out "$run" --cache "$cache" --quiet
+status=0
+.venv/bin/harness run standard-real --out "$run" --cache "$cache" --quiet "$@" || status=$?
+if [ "$status" -gt 1 ]; then exit "$status"; fi   # 1: some cells failed; they are published as failed
 # built beside the old folder and swapped in, so the folder holds exactly this run and a failed
 # update leaves the old one in place
 next="$board.next"
