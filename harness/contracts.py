@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.data import ImageSet, Splits
+from harness.data import DataError, ImageSet, Splits
 from harness.scenarios import Scenario, default_scenarios
 
 
@@ -109,13 +109,15 @@ class Generator(PluginBase):
     `sample(labels, attributes, seed)` gets one requested row per image: class codes and a
     dict of attribute codes (same vocabularies as the training set) and returns uint8 images
     (N, C, H, W) of the training image shape. The core tags them as synthetic.
-    Set `produces_images = False` for a real-only baseline.
+    Set `produces_images = False` for a real-only baseline; it may reweight the real training
+    set through `sample_weight`.
     """
 
     kind = "generator"
     produces_images: ClassVar[bool] = True
-    #: parameters this method asks of the cell's classifier (FairGen: {"group_reweighting":
-    #: "inverse_performance"}); applied where the classifier has the key and the grid left it unset
+    #: parameters this method asks of the cell's classifier (e.g. {"balance": "class"});
+    #: applied where the classifier has the key and the grid left it unset. Built-in methods ask
+    #: nothing: a classifier option belongs in the grid's classifier entry, where it is its own row
     classifier_params: ClassVar[dict[str, Any]] = {}
 
     def fit(self, train: ImageSet, seed: int, unlabeled: ImageSet | None = None) -> None:
@@ -123,6 +125,12 @@ class Generator(PluginBase):
 
     def sample(self, labels: np.ndarray, attributes: dict[str, np.ndarray], seed: int) -> np.ndarray:
         raise NotImplementedError
+
+    def sample_weight(self, train: ImageSet, seed: int) -> np.ndarray | None:
+        """Per-sample weights (N,) over the real training set for the cell's classifier to honour
+        (a generator-free debiasing baseline); None trains unweighted. Asked only of a generator
+        with `produces_images = False`."""
+        return None
 
     def save(self, directory: Path) -> None:
         """Write the state (safetensors + JSON, never pickle) into an existing directory."""
@@ -152,3 +160,15 @@ class Classifier(PluginBase):
     def predict_proba(self, images: ImageSet) -> np.ndarray:
         raise NotImplementedError
 
+    #: set by fit to report the training budget spent (`steps`, ...); copied into the run records
+    stats: dict[str, float]
+
+
+
+def check_sample_weight(weights: object, n: int, who: str) -> np.ndarray:
+    """`weights` as float64 (n,) finite, non-negative, with a positive sum; else a DataError naming `who`."""
+    array = np.asarray(weights, dtype=np.float64)
+    if array.shape != (n,) or not np.all(np.isfinite(array)) or array.min(initial=0) < 0 or array.sum() <= 0:
+        raise DataError(f"{who}: sample_weight must be {n} finite non-negative numbers with a positive sum, "
+                        f"got shape {array.shape}")
+    return array

@@ -24,10 +24,16 @@
 
     [[sampling]]
     strategy = "fair"
-    ratio = 1.0
+    ratio = 1.0                 # or a sweep: ratio = [0.25, 0.5, 1, 2, 4, 8], one sampling per ratio
 
     [[classifier]]
     name = "small_cnn"
+
+    [[classifier]]              # generator and classifier entries may be restricted to some
+    name = "small_cnn"          # datasets and scenarios; classifier entries also to some generators
+    label = "small_cnn_gr"
+    params = { group_reweighting = "inverse_performance" }
+    generators = ["sd", "fairgen"]
 
 Every cell gets seeds derived by hashing its spec (never drawn at random), one per stage so
 that a generator trained once serves every classifier and sampling choice.
@@ -53,9 +59,12 @@ TOP_KEYS = {"name": str, "description": str, "seeds": int, "generator_seeds": in
             "dataset": list, "generator": list, "sampling": list, "classifier": list}
 PLUGIN_KEYS = {"name": str, "label": str, "params": dict}
 DATASET_KEYS = {**PLUGIN_KEYS, "scenarios": list}
-#: a generator or classifier entry may be limited to some datasets / scenarios (e.g. ablations)
+#: a generator or classifier entry may be limited to some datasets / scenarios (e.g. ablations),
+#: a classifier entry also to some generators (e.g. a reweighted classifier beside the plain one)
 RESTRICTED_KEYS = {**PLUGIN_KEYS, "datasets": list, "scenarios": list}
-SAMPLING_KEYS = {"strategy": str, "ratio": (int, float), "proportions": list}
+CLASSIFIER_KEYS = {**RESTRICTED_KEYS, "generators": list}
+#: a list of ratios is a sweep: one sampling per ratio
+SAMPLING_KEYS = {"strategy": str, "ratio": (int, float, list), "proportions": list}
 #: a grid name becomes the folder runs/<name>: one path component, no leading dot
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 ONLY_KEYS = ("dataset", "scenario", "generator", "sampling", "classifier")
@@ -86,12 +95,14 @@ class PluginSpec:
     name: str
     label: str
     params: dict = field(default_factory=dict, hash=False, compare=False)
-    #: {"datasets": [labels], "scenarios": [names]}: run this entry only there (not part of the spec)
+    #: {"datasets": [labels], "scenarios": [names], "generators": [labels]}: run this entry only
+    #: there (not part of the spec)
     restrict: dict = field(default_factory=dict, hash=False, compare=False)
 
-    def runs_on(self, dataset_label: str, scenario: str) -> bool:
+    def runs_on(self, dataset_label: str, scenario: str, generator_label: str | None = None) -> bool:
         return (dataset_label in self.restrict.get("datasets", [dataset_label])
-                and scenario in self.restrict.get("scenarios", [scenario]))
+                and scenario in self.restrict.get("scenarios", [scenario])
+                and (generator_label is None or generator_label in self.restrict.get("generators", [generator_label])))
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "params": self.params}
@@ -183,8 +194,8 @@ class Grid:
                             for seed_index in range(self.seeds):
                                 cell = Cell(dataset, scenario, generator, sampling, classifier, seed_index,
                                             self.generator_seeds, fixed_cut=not self.vary_cut)
-                                if _selected(cell, only or {}) and all(
-                                        spec.runs_on(dataset.label, scenario) for spec in (generator, classifier)):
+                                if _selected(cell, only or {}) and generator.runs_on(dataset.label, scenario) \
+                                        and classifier.runs_on(dataset.label, scenario, generator.label):
                                     cells.append(cell)
         return cells
 
@@ -261,8 +272,8 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     datasets = _entries(data.get("dataset", []), "dataset", source, errors, _dataset_entry)
     generators = _entries(data.get("generator", []), "generator", source, errors, _plugin)
     classifiers = _entries(data.get("classifier", []), "classifier", source, errors, _plugin)
-    samplings = _entries(data.get("sampling", [{"strategy": "fair", "ratio": 1.0}]), "sampling", source, errors,
-                         _sampling_entry)
+    samplings = [spec for sweep in _entries(data.get("sampling", [{"strategy": "fair", "ratio": 1.0}]), "sampling",
+                                            source, errors, _sampling_entry) for spec in sweep]
     errors.raise_if_any()  # the checks across entries below need every entry
     _check_across(datasets, generators, classifiers, samplings, source, errors)
     errors.raise_if_any()
@@ -328,13 +339,18 @@ def _dataset_entry(entry: dict, kind: str, source: str, where: str) -> tuple[Plu
     return _plugin(entry, kind, source, where), list(scenarios)
 
 
-def _sampling_entry(entry: dict, kind: str, source: str, where: str) -> SamplingSpec:
+def _sampling_entry(entry: dict, kind: str, source: str, where: str) -> list[SamplingSpec]:
+    """One sampling, or one per ratio of a sweep (`ratio = [0.25, 0.5, 1, 2]`)."""
     _check_keys(entry, SAMPLING_KEYS, source, where)
     if not all(_type_ok(p, (int, float)) for p in entry.get("proportions", [])):
         raise ConfigError(f"{source}: key '{where}.proportions' must list numbers, got {entry['proportions']!r}")
+    ratios = entry.get("ratio", 1.0)
+    if isinstance(ratios, list) and (not ratios or not all(_type_ok(r, (int, float)) for r in ratios)):
+        raise ConfigError(f"{source}: key '{where}.ratio' must be a number or a non-empty list of numbers (a "
+                          f"sweep), got {ratios!r}")
     try:
-        return SamplingSpec(entry.get("strategy", "fair"), float(entry.get("ratio", 1.0)),
-                            tuple(entry.get("proportions", ())))
+        return [SamplingSpec(entry.get("strategy", "fair"), float(ratio), tuple(entry.get("proportions", ())))
+                for ratio in (ratios if isinstance(ratios, list) else [ratios])]
     except ConfigError as exc:
         raise ConfigError(f"{source}: {where}: {exc}") from exc
 
@@ -342,7 +358,8 @@ def _sampling_entry(entry: dict, kind: str, source: str, where: str) -> Sampling
 def _check_across(datasets: list, generators: list[PluginSpec], classifiers: list[PluginSpec],
                   samplings: list[SamplingSpec], source: str, errors: ConfigErrors) -> None:
     """Restrictions name entries of the grid; labels and samplings are distinct."""
-    known = {"datasets": {d.label for d, _ in datasets}, "scenarios": {s for _, names in datasets for s in names}}
+    known = {"datasets": {d.label for d, _ in datasets}, "scenarios": {s for _, names in datasets for s in names},
+             "generators": {g.label for g in generators}}
     for spec in generators + classifiers:
         for key, values in spec.restrict.items():
             unknown = sorted(set(values) - known[key])
@@ -373,10 +390,12 @@ def _run_name(data: dict, source: str) -> str:
 
 
 def _plugin(entry: dict, kind: str, source: str, where: str) -> PluginSpec:
-    _check_keys(entry, DATASET_KEYS if kind == "dataset" else RESTRICTED_KEYS, source, where)
+    allowed = {"dataset": DATASET_KEYS, "generator": RESTRICTED_KEYS, "classifier": CLASSIFIER_KEYS}[kind]
+    _check_keys(entry, allowed, source, where)
     if "name" not in entry:
         raise ConfigError(f"{source}: {where} needs a `name` (the {kind} plugin to use)")
-    restrict = {} if kind == "dataset" else {k: list(entry[k]) for k in ("datasets", "scenarios") if k in entry}
+    restrict = {} if kind == "dataset" else {k: list(entry[k]) for k in ("datasets", "scenarios", "generators")
+                                             if k in entry}
     return PluginSpec(kind, entry["name"], entry.get("label", entry["name"]), dict(entry.get("params", {})), restrict)
 
 

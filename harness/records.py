@@ -36,7 +36,7 @@ RESULTS = "results.jsonl"
 PREDICTIONS = "predictions"
 MANIFEST = "manifest.json"
 #: 1: records without `schema_version` (before plugin identity and checksums); 2: this layout
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class RecordError(ValueError):
@@ -70,6 +70,7 @@ class Record:
     artifacts: dict | None = None  # stage -> cache key
     cost: dict | None = None  # wall-clock seconds and peak memory (differ between computations)
     generator_stats: dict | None = None  # what the generator reported (steps, timings)
+    classifier_stats: dict | None = None  # what the augmented classifier reported (steps taken, best val score)
     predictions_file: str | None = None  # run-relative path of the augmented classifier's predictions
     predictions_sha256: dict | None = None  # mode ("augmented", "cas") -> SHA-256 of its file
     fidelity: dict | None = None  # extractor, n, draws, per_group of FID/KID

@@ -38,7 +38,7 @@ from harness import coverage, progress, records
 from harness import sampling as sampling_module
 from harness import scenarios as scenario_module
 from harness.cache import Cache, file_sha256, files_digest, stable_hash, write_json_atomic
-from harness.contracts import ConfigError, Dataset, Generator
+from harness.contracts import ConfigError, Dataset, Generator, check_sample_weight
 from harness.data import DataError, ImageSet, Splits
 from harness.devices import check_device_name, resolve_device, wants_gpu, with_device
 from harness.executors import make_executor
@@ -312,7 +312,7 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
         stage = "scenario"
         train_key, train, scenario_report = _scenario(cache, dataset, splits_key, splits, cell)
         generator_info: dict[str, Any] = {}
-        synthetic_key, synthetic = None, None
+        synthetic_key, synthetic, real_weights = None, None, None
         stage, plugin = "generator fit", f"generator '{cell.generator.name}'"
         generator: Generator = _create(registry, "generator", cell.generator, ctx.device)
         identities["generator"] = _identity(registry, generator)
@@ -323,9 +323,16 @@ def run_cell(cell: Cell, ctx: RunContext) -> list[dict]:
             synthetic_key, synthetic, sample_info = _synthesise(cache, registry, cell, generator_key, train,
                                                                 dataset.primary_attribute, ctx.device)
             generator_info = {**generator_info, **sample_info}
+        else:
+            stage = "generator sample_weight"
+            real_weights = generator.sample_weight(train, cell.seed("generator"))
+            if real_weights is not None:
+                real_weights = check_sample_weight(real_weights, len(train), f"generator '{cell.generator.name}'")
         stage, plugin = "classifier", f"classifier '{cell.classifier.name}'"
         augmented = train if synthetic is None else train.concat(synthetic)
-        predictions = _predict(cache, registry, cell, "augmented", (train_key, synthetic_key), augmented, splits, ctx)
+        # unweighted cells keep the key they had: the weights' digest joins it only when there are weights
+        upstream = (train_key, synthetic_key) if real_weights is None else (train_key, stable_hash(real_weights.tolist()))
+        predictions = _predict(cache, registry, cell, "augmented", upstream, augmented, splits, ctx, real_weights)
         cas_predictions = None
         if ctx.cas and synthetic is not None:
             stage = "classifier (synthetic only, for CAS)"
@@ -498,9 +505,9 @@ def _check_images(images: Any, n: int, shape: tuple[int, int, int]) -> None:
 
 
 def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: tuple, train: ImageSet,
-             splits: Splits, ctx: RunContext) -> dict[str, np.ndarray]:
+             splits: Splits, ctx: RunContext, sample_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
     classifier_cls = registry.get("classifier", cell.classifier.name).cls
-    # a method may ask something of the downstream classifier (FairGen: group reweighting); it
+    # a method may ask something of the downstream classifier (Generator.classifier_params); it
     # applies where the classifier takes that parameter and the grid did not set it
     asked = registry.get("generator", cell.generator.name).cls.classifier_params
     extra = {k: v for k, v in asked.items() if k in classifier_cls.defaults and k not in cell.classifier.params}
@@ -513,13 +520,14 @@ def _predict(cache: Cache, registry: Registry, cell: Cell, mode: str, upstream: 
 
     def compute(tmp: Path) -> dict:
         started = time.perf_counter()
-        classifier.fit(train, splits.val, seed, None)
+        classifier.fit(train, splits.val, seed, sample_weight)
         fit_s = time.perf_counter() - started
         for name, split in eval_splits.items():
             proba = classifier.predict_proba(split)
             _check_proba(proba, len(split), train.num_classes, train.multilabel)
             np.save(tmp / f"proba_{name}.npy", np.asarray(proba, dtype=np.float64))
-        return {"fit_s": round(fit_s, 3), "peak_rss_mb": _peak_rss_mb(), "n_train": len(train)}
+        return {"fit_s": round(fit_s, 3), "peak_rss_mb": _peak_rss_mb(), "n_train": len(train),
+                "stats": records.to_json_value(dict(getattr(classifier, "stats", {})))}
 
     path, meta = cache.get_or_compute("predictions", key, compute)
     out = {name: np.load(path / f"proba_{name}.npy", allow_pickle=False) for name in eval_splits}
@@ -610,6 +618,7 @@ def _records(cell: Cell, ctx: RunContext, dataset: Dataset, splits: Splits, trai
                   "classifier_fit_s": info["fit_s"],
                   "peak_rss_mb": max(info["peak_rss_mb"], generator_info.get("fit_peak_rss_mb") or 0)},
             generator_stats={**generator_info.get("fit_stats", {}), **generator_info.get("sample_stats", {})},
+            classifier_stats=info.get("stats"),
             predictions_file=prediction_file, predictions_sha256=digests,
             fidelity={k: fidelity[split_name][k] for k in ("extractor", "n", "draws", "per_group")}
             if split_name in fidelity else None,

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness.contracts import check_sample_weight
 from harness.data import ImageSet, Splits
 from harness.registry import Registry
 from harness.sampling import SamplingSpec, plan_requests
@@ -60,6 +61,12 @@ def _generator_checks(generator, step) -> None:
     splits: Splits = toy_splits()
     train = splits.train
     if not generator.produces_images:
+        weights = step("sample_weight(train, seed)", lambda: generator.sample_weight(train, 0))
+        if weights is not None:
+            step("weights are one finite non-negative number per training row", lambda: check_sample_weight(
+                weights, len(train), generator.name))
+            step("same seed gives the same weights", lambda: _require(
+                np.array_equal(weights, generator.sample_weight(train, 0)), "weights are not deterministic in the seed"))
         return
     step("fit(train, seed)", lambda: generator.fit(train, 0, None))
     with tempfile.TemporaryDirectory() as tmp:

@@ -57,12 +57,13 @@ def test_zero_sample_weight_removes_a_class_from_training(toy):
     assert (predicted[test.labels != 0] == test.labels[test.labels != 0]).mean() > 0.6
 
 
-def test_best_epoch_is_chosen_on_val_accuracy(toy, monkeypatch):
+def test_best_evaluation_is_chosen_on_val_accuracy(toy, monkeypatch):
     train, val, _ = toy
     classifier = SmallCNN(epochs=3, threads=1)
     classifier.fit(train, val, seed=0)
     accuracies = [h["val_acc"] for h in classifier.history]
-    assert classifier.stats["best_epoch"] == int(np.argmax(accuracies))
+    assert [h["step"] for h in classifier.history] == [13, 26, 39]  # one evaluation per real-data epoch (400/32)
+    assert classifier.stats["best_step"] == classifier.history[int(np.argmax(accuracies))]["step"]
     assert classifier.stats["best_val_acc"] == max(accuracies)
     kept = (classifier.predict_proba(val).argmax(1) == val.labels).mean()
     assert kept == pytest.approx(max(accuracies))

@@ -53,6 +53,24 @@ def test_dp_measures_predictions_not_label_prevalence():
     assert prevalence_gap != pytest.approx(value("dp", inp))
 
 
+def test_dp_floor_and_excess_by_hand():
+    """The floor is the DP a perfect classifier (ŷ = y) scores on the same test set."""
+    binary = binary_toy()  # positive prevalence a: 2/4, b: 1/4; both groups select 2/4
+    assert value("dp_floor", binary) == pytest.approx(0.25)
+    assert value("dp_excess", binary) == pytest.approx(0.0 - 0.25)  # fairer than the perfect classifier
+    inp = multiclass_toy()  # prevalence a: (2/4, 1/4, 1/4), b: (1/4, 1/4, 2/4); selection as above
+    assert value("dp_floor", inp) == pytest.approx((0.25 + 0 + 0.25) / 3)
+    assert value("dp_excess", inp) == pytest.approx(((0.25 - 0.25) + (0.5 - 0) + (0.25 - 0.25)) / 3)
+
+
+def test_a_perfect_classifier_sits_on_the_dp_floor():
+    inp = multiclass_toy()
+    perfect = EvalInput(inp.y_true, np.eye(3)[inp.y_true], inp.groups, inp.group_names, min_group_n=1)
+    assert value("dp", perfect) == pytest.approx(value("dp_floor", inp))
+    assert value("dp_excess", perfect) == pytest.approx(0.0)
+    assert value("dp_floor", perfect) == value("dp_floor", inp)  # the floor ignores the predictions
+
+
 def random_binary(seed: int, n: int = 5000, groups: int = 4) -> EvalInput:
     rng = np.random.default_rng(seed)
     g = rng.integers(0, groups, n)

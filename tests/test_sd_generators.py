@@ -195,8 +195,7 @@ def test_fairgen_builds_auto_preferences_and_records_them(checkpoint, train, tmp
     generator.fit(train, 0)
     cells = len(set(generator.prompt_book.prompts(train.labels, train.attributes)))
     assert generator.stats["auto_preferences"] == 1.0 and generator.stats["preference_pairs"] == cells
-    assert generator.stats["downstream_group_reweighting"] == 1.0
-    assert FairGen.classifier_params == {"group_reweighting": "inverse_performance"}
+    assert FairGen.classifier_params == {}  # its classifier-side reweighting is the cell's classifier option
     generator.save(tmp_path)
     assert json.loads((tmp_path / "state.json").read_text())["stats"]["auto_preferences"] == 1.0
 
@@ -224,7 +223,7 @@ def test_ablations_are_registered_with_the_released_settings():
     assert settings == {"cbrs": ("cbrs", 0.0, "none"), "sqrs": ("sqrs", 0.0, "none"),
                         "cbdm-sd": ("shuffle", 1.0, "none"), "cbcb": ("cbrs", 1.0, "none"),
                         "fairgen": ("sqrs", 1.0, "released")}
-    assert all(names[n].classifier_params == {} for n in ("cbrs", "sqrs", "cbdm-sd", "cbcb"))
+    assert all(names[n].classifier_params == {} for n in ("fairgen", "cbrs", "sqrs", "cbdm-sd", "cbcb"))
 
 
 # -- conditioning (slow) ---------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from harness.contracts import ConfigError
 from harness.data import DataError
 from harness.registry import PluginError
 
-VERBS = ("run", "ls", "leaderboard", "check", "validate_plugin", "describe", "report", "compare", "baseline")
+VERBS = ("run", "ls", "leaderboard", "curves", "check", "validate_plugin", "describe", "report", "compare",
+         "baseline")
 USER_ERRORS = (ConfigError, PluginError, DataError, FileNotFoundError, ValueError, KeyError)
 
 

@@ -1,5 +1,6 @@
-"""Classifier-side fairness metrics over the primary attribute's groups: DP, EO, equalized odds,
-equity-scaled performance (ESSP, ES-AUC, FairGen's percent ESSP) and normalized accuracy range.
+"""Classifier-side fairness metrics over the primary attribute's groups: DP with its floor (the DP
+of a perfect classifier, set by the groups' label prevalences) and the excess over it, EO,
+equalized odds, equity-scaled performance (ESSP, ES-AUC, FairGen's percent ESSP) and normalized accuracy range.
 
 Binary tasks use the positive class; multiclass and multilabel tasks average one-vs-rest gaps
 over classes. Groups under min_group_n are left out, and each value says what it skipped.
@@ -20,6 +21,12 @@ def selection_rates(inp: EvalInput) -> np.ndarray:
     """P(ŷ=c | g) for declared groups x evaluated classes."""
     c = counts(inp)
     return ratio(c.pred, c.n[:, None])[:-1][:, evaluated_classes(inp)]
+
+
+def prevalences(inp: EvalInput) -> np.ndarray:
+    """P(y=c | g) for declared groups x evaluated classes: a perfect classifier's selection rates."""
+    c = counts(inp)
+    return ratio(c.pos, c.n[:, None])[:-1][:, evaluated_classes(inp)]
 
 
 def true_positive_rates(inp: EvalInput) -> np.ndarray:
@@ -57,6 +64,18 @@ def _mean_over_classes(inp: EvalInput, gaps: np.ndarray) -> MetricValue:
                  description="demographic parity difference: max-min P(ŷ=c|g), mean over one-vs-rest classes")
 def dp(inp: EvalInput) -> MetricValue:
     return _mean_over_classes(inp, class_gaps(inp, selection_rates(inp)))
+
+
+@register_metric("dp_floor", LOWER, tolerance=0.03,
+                 description="DP of a perfect classifier (ŷ = y) on the same test set: max-min P(y=c|g), mean over classes")
+def dp_floor(inp: EvalInput) -> MetricValue:
+    return _mean_over_classes(inp, class_gaps(inp, prevalences(inp)))
+
+
+@register_metric("dp_excess", LOWER, tolerance=0.03,
+                 description="dp minus dp_floor: the parity gap beyond the groups' label-prevalence gap (can be < 0)")
+def dp_excess(inp: EvalInput) -> MetricValue:
+    return _mean_over_classes(inp, class_gaps(inp, selection_rates(inp)) - class_gaps(inp, prevalences(inp)))
 
 
 @register_metric("eo", LOWER, tolerance=0.03,

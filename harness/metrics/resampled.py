@@ -1,7 +1,7 @@
 """Prediction metrics under many bootstrap resamples at once, for the significance tests.
 
 A resample of the test set is a vector of multiplicities w (how often each sample was drawn).
-Every confusion-count metric (acc, bal_acc, worst_acc, gap_acc, dp, eo, eodds, essp, nar, …) is a
+Every confusion-count metric (acc, bal_acc, worst_acc, gap_acc, dp, dp_floor, eo, eodds, essp, nar, …) is a
 function of the weighted counts C[g, y, ŷ] = Σ_i w_i·1[...], which are linear in w, so the counts
 of B resamples are one sparse product; the AUC family is a weighted Mann–Whitney statistic on a
 sort order fixed once per class, with cumulative sums of the negatives' weights. The values are
@@ -259,7 +259,8 @@ class _Batch:
 
     def rates(self, kind: str) -> np.ndarray:
         c, classes = self.c, evaluated_classes(self.inp)
-        num, den = {"selection": (c.pred, c.n[..., None]), "tpr": (c.tp, c.pos), "fpr": (c.fp, c.neg)}[kind]
+        num, den = {"selection": (c.pred, c.n[..., None]), "prevalence": (c.pos, c.n[..., None]),
+                    "tpr": (c.tp, c.pos), "fpr": (c.fp, c.neg)}[kind]
         return ratio(num, den)[:, :-1][:, :, classes]
 
 
@@ -279,6 +280,9 @@ BATCHED: dict[str, Callable[[_Batch], np.ndarray]] = {
     "gap_bal_acc": lambda b: _gap(b.groups(_balanced_rows)),
     "auc_gap": lambda b: _gap(b.group_auc()),
     "dp": lambda b: _class_gaps(b.inp, b.c, b.rates("selection")),
+    "dp_floor": lambda b: _class_gaps(b.inp, b.c, b.rates("prevalence")),
+    "dp_excess": lambda b: _nan_mean(_per_class_gaps(b.inp, b.c, b.rates("selection"))
+                                     - _per_class_gaps(b.inp, b.c, b.rates("prevalence")), 1),
     "eo": lambda b: _class_gaps(b.inp, b.c, b.rates("tpr")),
     "eodds": _eodds,
     "label_auc_gap": lambda b: _class_gaps(b.inp, b.c, b.aucs[1][:, :-1]),

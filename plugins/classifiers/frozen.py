@@ -9,6 +9,9 @@ extractor) as npz without pickle, so every head and every seed reuses them. Head
 - `knn` (FairGen): k=5, cosine distance, votes weighted by 1/distance x the sample's weight.
 - `hgb`: scikit-learn HistGradientBoosting (no XGBoost) on PCA-64 features; boosting rounds
   chosen on val.
+Their training budget does not grow with the synthetic images added: full-batch L-BFGS runs
+at most `max_iter` iterations, boosting `max_iter` rounds, k-NN does not train; `stats["steps"]`
+counts the L-BFGS iterations or boosting rounds taken (over every L2 candidate and round).
 The shared training options apply as weights, since these heads fit in closed form or in one
 full-batch run: sample weights, class balance and FairGen's group weights multiply into one
 per-sample weight; FairGen's per-epoch reweighting becomes `rounds` refits, each with the group
@@ -100,7 +103,8 @@ class FrozenFeatureClassifier(Classifier):
         if self.multilabel:
             self.check_multilabel()
         with training.limited_threads(self.params["threads"]):
-            self._fit(train, val, seed, base_weights)
+            training.fit_selecting_share(self, "head", train, base_weights,
+                                         lambda weights: self._fit(train, val, seed, weights))
 
     def _fit(self, train: ImageSet, val: ImageSet, seed: int, base_weights: np.ndarray) -> None:
         x_train, source = self._train_features(train, seed)
@@ -110,7 +114,7 @@ class FrozenFeatureClassifier(Classifier):
         groups, val_groups, num_groups = self._groups(train, val) if reweight else (None, None, 0)
         rounds = self.params["rounds"] if reweight else 1
         score_name = training.score_name(train.labels)
-        best, group_accuracy, self.history = None, None, []
+        best, group_accuracy, self.history, self.steps_taken = None, None, [], 0
         for round_index in range(rounds):
             group_weights = training.inverse_performance_weights(group_accuracy, num_groups) if reweight else None
             mass = training.sampling_mass(base_weights, train.labels, train.num_classes, self.params["balance"],
@@ -125,7 +129,8 @@ class FrozenFeatureClassifier(Classifier):
             if best is None or accuracy > best[1]:
                 best = (head, accuracy, round_index)
         self.head, best_accuracy, best_round = best
-        self.stats = {f"best_val_{score_name}": best_accuracy, "best_round": float(best_round)}
+        self.stats = {f"best_val_{score_name}": best_accuracy, "best_round": float(best_round),
+                      "steps": float(self.steps_taken)}
 
     def _groups(self, train: ImageSet, val: ImageSet) -> tuple[np.ndarray, np.ndarray, int]:
         attribute = training.group_attribute_name(train, self.params["group_attribute"])
@@ -202,6 +207,7 @@ class LinearProbe(FrozenFeatureClassifier):
             return loss
 
         optimizer.step(closure)
+        self.steps_taken += optimizer.state[layer.weight]["n_iter"]
         return layer.eval()
 
     def head_proba(self, head, x):
@@ -266,6 +272,7 @@ class HistGradientBoosting(FrozenFeatureClassifier):
                                                random_state=seed)
         rows = weighted_resample(weights, seed)
         model.fit(project(pca, x[rows]), y[rows])
+        self.steps_taken += model.n_iter_
         # boosting rounds chosen on val: the stage with the best val accuracy (earliest on ties)
         stages = [(proba.argmax(1) == y_val).mean() for proba in model.staged_predict_proba(project(pca, x_val))]
         head = (pca, model, int(np.argmax(stages)) + 1, num_classes)

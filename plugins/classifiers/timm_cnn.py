@@ -3,10 +3,16 @@
 `timm` takes any architecture (resnet18/50, vit_base_patch16_224, vgg16, convnext_base, ...)
 from scratch or from a local weights file (safetensors, or torch.load with weights_only=True);
 nothing is downloaded. Images are turned to RGB, resized to `image_size` (0 keeps their size)
-and normalised with the model's mean/std. The best epoch by val accuracy is kept; test is never
-seen. `small_cnn` is the same code with CPU-sized defaults (timm's test_resnet at native size).
-Multi-hot labels train one sigmoid output per label (binary cross-entropy, training.py) and keep
-the epoch with the best val macro AUC; predict_proba then gives per-label probabilities.
+and normalised with the model's mean/std.
+
+Training budget: a fixed number of optimiser steps that does not grow with the synthetic images
+added, so an augmented classifier takes as many steps as the real-only one (training.py,
+`step_budget`): `steps`, or `epochs` passes over the real training rows. Val is scored every
+`eval_every` steps (0 = once per real-data epoch) and the best evaluation is kept (the earliest
+on ties); test is never seen. `small_cnn` is the same code with CPU-sized defaults (timm's
+test_resnet at native size). Multi-hot labels train one sigmoid output per label (binary
+cross-entropy, training.py) and keep the evaluation with the best val macro AUC; predict_proba
+then gives per-label probabilities.
 """
 from __future__ import annotations
 
@@ -29,13 +35,15 @@ BASE_DEFAULTS: dict[str, Any] = {
     "arch": "resnet18",
     "weights": "",  # local .safetensors / .pt / .pth file; "" = train from scratch
     "image_size": 0,  # 0 = keep the images' size
-    "epochs": 10,
+    "epochs": 10,  # the budget in passes over the *real* training rows (synthetic rows add no steps)
+    "steps": 0,  # the budget in optimiser steps; 0 = from `epochs`
+    "eval_every": 0,  # optimiser steps between val evaluations; 0 = one real-data epoch
     "batch_size": 64,
     "optimizer": "adam",  # "adam" | "adamw" | "sgd"
     "lr": 1e-3,
     "weight_decay": 0.0,
     "scheduler": "none",  # "none" | "cosine" | "step"
-    "step_size": 7,  # StepLR epochs per decay
+    "step_size": 7,  # StepLR real-data epochs per decay
     "step_gamma": 0.1,
     "head_dropout": 0.0,  # timm drop_rate: dropout before the classifier head
     "sample_weight_mode": "sampler",  # "sampler" (WeightedRandomSampler) | "loss" (weighted loss)
@@ -71,8 +79,10 @@ class TimmClassifier(Classifier):
         training.check_choice(self.name, "optimizer", self.params["optimizer"], ("adam", "adamw", "sgd"))
         training.check_choice(self.name, "scheduler", self.params["scheduler"], ("none", "cosine", "step"))
         training.check_choice(self.name, "sample_weight_mode", self.params["sample_weight_mode"], ("sampler", "loss"))
+        if self.params["batch_size"] < 2:
+            raise ConfigError(f"classifier '{self.name}': batch_size must be >= 2 (BatchNorm cannot train on one sample)")
         self.model: torch.nn.Module | None = None
-        self.history: list[dict[str, float]] = []  # per epoch: val accuracy (multi-hot: AUC), group weights
+        self.history: list[dict[str, float]] = []  # per evaluation: val accuracy (multi-hot: AUC), group weights
         self.stats: dict[str, float] = {}
         self.multilabel = False  # multi-hot targets: sigmoid outputs instead of a softmax
 
@@ -109,58 +119,70 @@ class TimmClassifier(Classifier):
     def fit(self, train: ImageSet, val: ImageSet, seed: int, sample_weight: np.ndarray | None = None) -> None:
         base_weights = training.check_training_data(self.name, train, val, sample_weight)
         self.multilabel = train.multilabel
-        torch.manual_seed(seed)
+
+        def fit_once(weights: np.ndarray) -> None:
+            torch.manual_seed(seed)
+            self._fit(train, val, seed, weights)
+
         with training.limited_threads(self.params["threads"]):
-            self._fit(train, val, seed, base_weights)
+            training.fit_selecting_share(self, "model", train, base_weights, fit_once)
 
     def _fit(self, train: ImageSet, val: ImageSet, seed: int, base_weights: np.ndarray) -> None:
         p = self.params
         device = resolve_device(p["device"])
         model = self.build_model(train.num_classes).to(device)
         self._set_input_transform(model, device)
+        budget = training.step_budget(train, p["batch_size"], p["epochs"], p["steps"], p["eval_every"])
         optimizer = make_optimizer(model, p)
-        scheduler = make_scheduler(optimizer, p)
+        scheduler = make_scheduler(optimizer, p, budget)
         augmentation = training.build_augmentation(p["augment"])
-        generator = torch.Generator().manual_seed(seed)
         train_images = training.as_rgb(torch.from_numpy(train.images))
         train_labels = torch.from_numpy(train.labels)
         label_weights = (torch.from_numpy(training.label_balance_weights(train.labels)).float()
                          if self.multilabel and p["balance"] == "class" else None)
         score_name = training.score_name(train.labels)
         groups, num_groups = self._groups(train, val)
-        best_score, best_epoch, best_state, group_accuracy = -1.0, 0, None, None
+        group_weights = (training.inverse_performance_weights(None, num_groups)
+                         if p["group_reweighting"] == "inverse_performance" else None)
+        mass = training.sampling_mass(base_weights, train.labels, train.num_classes, p["balance"], groups, group_weights)
+        batches = training.BatchStream(len(train), p["batch_size"], torch.Generator().manual_seed(seed),
+                                       p["sample_weight_mode"] == "sampler")
+        best_score, best_step, best_state = -1.0, 0, None
         self.history = []
-        for epoch in range(p["epochs"]):
-            group_weights = (training.inverse_performance_weights(group_accuracy, num_groups)
-                             if p["group_reweighting"] == "inverse_performance" else None)
-            order, loss_weights = self._epoch_order(train, base_weights, groups, group_weights, generator)
-            model.train()
-            for start in range(0, len(order), p["batch_size"]):
-                index = order[start:start + p["batch_size"]]
-                if len(index) < 2:  # BatchNorm cannot train on a single sample
-                    continue
-                batch = training.augment_batch(train_images[index], augmentation)
-                logits = model(self._to_input(batch))
-                per_sample = training.classification_loss(logits, train_labels[index].to(self._device),
-                                                          p["loss"], p["focal_gamma"], label_weights)
-                weights = loss_weights[index].to(self._device)
-                loss = (per_sample * weights).sum() / weights.sum()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+        model.train()
+        for step in range(1, budget.steps + 1):
+            index = batches.next(mass)
+            batch = training.augment_batch(train_images[index], augmentation)
+            logits = model(self._to_input(batch))
+            per_sample = training.classification_loss(logits, train_labels[index].to(self._device),
+                                                      p["loss"], p["focal_gamma"], label_weights)
+            weights = batches.loss_weights(mass, index).to(self._device)
+            loss = (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)  # a batch of weight 0 adds nothing
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if step % budget.eval_every and step != budget.steps:
+                continue
             score, correct = training.val_score(self._predict_with(model, val.images), val.labels)
-            if groups is not None:
+            model.train()
+            if groups is not None:  # FairGen: the next period's group weights from this val accuracy
                 group_accuracy = training.group_accuracy(correct, self._val_groups, num_groups)
-            self.history.append({"epoch": epoch, f"val_{score_name}": score,
-                                 "group_weights": None if group_weights is None else group_weights.tolist(),
-                                 "group_val_acc": None if group_accuracy is None else group_accuracy.tolist()})
-            if score > best_score:  # the earliest epoch wins ties
-                best_score, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
+                self.history.append({"step": step, f"val_{score_name}": score, "group_weights": group_weights.tolist(),
+                                     "group_val_acc": group_accuracy.tolist()})
+                group_weights = training.inverse_performance_weights(group_accuracy, num_groups)
+                mass = training.sampling_mass(base_weights, train.labels, train.num_classes, p["balance"], groups,
+                                              group_weights)
+            else:
+                self.history.append({"step": step, f"val_{score_name}": score})
+            if score > best_score:  # the earliest evaluation wins ties
+                best_score, best_step, best_state = score, step, copy.deepcopy(model.state_dict())
         model.load_state_dict(best_state)
         self.model = model.eval()
-        self.stats = {f"best_val_{score_name}": best_score, "best_epoch": float(best_epoch)}
+        self.stats = {f"best_val_{score_name}": best_score, "best_step": float(best_step),
+                      "steps": float(budget.steps), "examples_seen": float(budget.steps * p["batch_size"]),
+                      "evaluations": float(len(self.history))}
 
     def _groups(self, train: ImageSet, val: ImageSet) -> tuple[np.ndarray | None, int]:
         if self.params["group_reweighting"] == "none":
@@ -168,26 +190,6 @@ class TimmClassifier(Classifier):
         attribute = training.group_attribute_name(train, self.params["group_attribute"])
         self._val_groups = val.group_codes(attribute)
         return train.group_codes(attribute), len(train.attribute_vocab[attribute])
-
-    def _epoch_order(self, train: ImageSet, base_weights: np.ndarray, groups: np.ndarray | None,
-                     group_weights: np.ndarray | None, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """This epoch's sample order and per-sample loss weights.
-
-        Sampler mode draws N samples with replacement from the sampling mass (a
-        WeightedRandomSampler rebuilt every epoch); loss mode shuffles and weights the loss.
-        Uniform mass falls back to a plain shuffle so the default run is ordinary SGD.
-        """
-        n = len(train)
-        if self.params["sample_weight_mode"] == "loss":
-            mass = training.sampling_mass(base_weights, train.labels, train.num_classes, self.params["balance"],
-                                          groups, group_weights)
-            return torch.randperm(n, generator=generator), torch.from_numpy(mass * n).float()
-        mass = training.sampling_mass(base_weights, train.labels, train.num_classes, self.params["balance"],
-                                      groups, group_weights)
-        ones = torch.ones(n)
-        if np.allclose(mass, 1.0 / n):
-            return torch.randperm(n, generator=generator), ones
-        return torch.multinomial(torch.from_numpy(mass), n, replacement=True, generator=generator), ones
 
     # -- prediction ------------------------------------------------------------------------
     @torch.no_grad()
@@ -235,11 +237,14 @@ def make_optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimize
     return kinds[params["optimizer"]](model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"], **extra)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, params: dict):
+def make_scheduler(optimizer: torch.optim.Optimizer, params: dict, budget: "training.StepBudget"):
+    """A learning-rate schedule stepped once per optimiser step: cosine over the whole budget, or
+    StepLR decaying every `step_size` real-data epochs."""
     if params["scheduler"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params["epochs"], 1))
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(budget.steps, 1))
     if params["scheduler"] == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=params["step_size"], gamma=params["step_gamma"])
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(params["step_size"] * budget.epoch_steps, 1),
+                                               gamma=params["step_gamma"])
     return None
 
 

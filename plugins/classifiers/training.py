@@ -1,6 +1,7 @@
 """Training options shared by every classifier plugin.
 
-Pure, small pieces: the per-sample sampling mass (given weights x class balance x FairGen's
+Pure, small pieces: the training budget (optimiser steps fixed by the real data, so synthetic
+images add no steps) and the stream of batches it draws, the per-sample sampling mass (given weights x class balance x FairGen's
 adaptive group weights), FairGen's inverse-performance group reweighting (METHODS.md, FairGen
 step 4), focal loss (Ktena et al. baseline), heuristic augmentation and per-group accuracy.
 The parameters below are merged into each classifier's `defaults`, so every classifier takes
@@ -13,14 +14,17 @@ class to sample by); model selection uses the val macro AUC instead of accuracy.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import ConfigError, DataError, ImageSet
+from harness import REAL, ConfigError, DataError, ImageSet
+from harness.contracts import check_sample_weight
 
 #: options every classifier honours; each plugin merges these into its `defaults`
 TRAINING_OPTIONS: dict[str, object] = {
@@ -30,6 +34,9 @@ TRAINING_OPTIONS: dict[str, object] = {
     "loss": "ce",  # "ce" | "focal"
     "focal_gamma": 2.0,
     "augment": "none",  # "none" | "flip_rotate_colour" | "randaugment"
+    # Ktena et al.'s alpha: the synthetic rows' share of the sampling mass (real rows: 1 - alpha);
+    # [] = every row alike; several values = one fit each, the best on val kept
+    "synthetic_share": [],
 }
 
 BALANCE_CHOICES = ("none", "class")
@@ -46,6 +53,10 @@ def check_choice(plugin: str, key: str, value: object, choices: tuple[str, ...])
 
 
 def check_training_options(plugin: str, params: dict) -> None:
+    shares = params["synthetic_share"]
+    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a <= 1 for a in shares):
+        raise ConfigError(f"classifier '{plugin}': synthetic_share must list numbers in [0, 1] (Ktena's alpha), "
+                          f"got {shares!r}")
     check_choice(plugin, "balance", params["balance"], BALANCE_CHOICES)
     check_choice(plugin, "group_reweighting", params["group_reweighting"], REWEIGHTING_CHOICES)
     check_choice(plugin, "loss", params["loss"], LOSS_CHOICES)
@@ -60,13 +71,91 @@ def check_training_data(plugin: str, train: ImageSet, val: ImageSet, sample_weig
         raise DataError(f"classifier '{plugin}': model selection needs a non-empty val split (test is never used)")
     if sample_weight is None:
         return np.ones(len(train))
-    weights = np.asarray(sample_weight, dtype=np.float64)
-    if weights.shape != (len(train),) or not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
-        raise DataError(
-            f"classifier '{plugin}': sample_weight must be {len(train)} finite non-negative numbers with a "
-            f"positive sum, got shape {weights.shape}"
-        )
+    return check_sample_weight(sample_weight, len(train), f"classifier '{plugin}'")
+
+
+def mixed_weights(base_weights: np.ndarray, provenance: np.ndarray, share: float | None) -> np.ndarray:
+    """`base_weights` rescaled so the synthetic rows carry `share` of the total and the real rows
+    the rest (each side keeping its own proportions); unchanged for None or a one-sided set."""
+    synthetic = np.asarray(provenance) != REAL
+    if share is None or synthetic.all() or not synthetic.any():
+        return base_weights
+    weights = np.asarray(base_weights, dtype=np.float64).copy()
+    total = weights.sum()
+    for rows, part in ((~synthetic, 1.0 - share), (synthetic, share)):
+        side = weights[rows].sum()
+        if side <= 0 and part > 0:
+            raise DataError(f"synthetic_share={share}: the {'synthetic' if rows is synthetic else 'real'} rows "
+                            f"have zero weight, so they cannot carry a share of the mass")
+        weights[rows] *= part * total / side if side > 0 else 0.0
     return weights
+
+
+def fit_selecting_share(classifier: Any, state: str, train: ImageSet, base_weights: np.ndarray,
+                        fit_once: Callable[[np.ndarray], None]) -> None:
+    """Fit once per value of the classifier's `synthetic_share` (Ktena's alpha; once when it is
+    empty or the set has no synthetic rows) and keep the fit with the best val score: its
+    `state` attribute (the model or head), stats and history. Each fit has the full budget."""
+    shares = classifier.params["synthetic_share"]
+    has_both = (train.provenance != REAL).any() and (train.provenance == REAL).any()
+    best = None
+    for share in (shares if shares and has_both else [None]):
+        fit_once(mixed_weights(base_weights, train.provenance, share))
+        score = classifier.stats[f"best_val_{score_name(train.labels)}"]
+        if best is None or score > best[0]:  # the first value wins ties
+            best = (score, share, getattr(classifier, state), classifier.stats, classifier.history)
+    _, share, chosen, classifier.stats, classifier.history = best
+    setattr(classifier, state, chosen)
+    if share is not None:
+        classifier.stats = {**classifier.stats, "synthetic_share": float(share), "share_fits": float(len(shares))}
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    steps: int  # optimiser steps in all
+    eval_every: int  # steps between val evaluations (the last step is always evaluated)
+    epoch_steps: int  # steps of one pass over the real training rows
+
+
+def step_budget(train: ImageSet, batch_size: int, epochs: int, steps: int, eval_every: int) -> StepBudget:
+    """The optimiser steps a fit takes: `steps`, else `epochs` passes over the real rows of
+    `train` (all rows when none is real, as for the synthetic-only CAS classifier). Rows a
+    generator added do not lengthen training, so real-only and augmented cells take equal steps."""
+    real = int(np.sum(train.provenance == REAL)) or len(train)
+    epoch_steps = math.ceil(real / batch_size)
+    budget = StepBudget(steps or epochs * epoch_steps, eval_every or epoch_steps, epoch_steps)
+    if budget.steps < 1 or budget.eval_every < 1:
+        raise ConfigError(f"the training budget must be at least one step, got steps={steps}, epochs={epochs}, "
+                          f"eval_every={eval_every}; set epochs >= 1 or steps >= 1")
+    return budget
+
+
+class BatchStream:
+    """Batches of `batch_size` row indices, drawn pass after pass over the n rows: with
+    `resample`, a pass is n draws with replacement from the sampling mass (a WeightedRandomSampler
+    rebuilt whenever a pass starts, so a changed mass takes effect at the next pass); else a
+    shuffle, with the mass applied as loss weights. A batch may span two passes."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, resample: bool) -> None:
+        self.n, self.batch_size, self.generator, self.resample = n, batch_size, generator, resample
+        self.buffer = torch.empty(0, dtype=torch.int64)
+
+    def next(self, mass: np.ndarray) -> torch.Tensor:
+        while len(self.buffer) < self.batch_size:
+            self.buffer = torch.cat([self.buffer, self._pass(mass)])
+        batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
+        return batch
+
+    def _pass(self, mass: np.ndarray) -> torch.Tensor:
+        if not self.resample or np.allclose(mass, 1.0 / self.n):  # uniform mass: ordinary shuffled SGD
+            return torch.randperm(self.n, generator=self.generator)
+        return torch.multinomial(torch.from_numpy(mass), self.n, replacement=True, generator=self.generator)
+
+    def loss_weights(self, mass: np.ndarray, index: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss weights of a batch: the mass (mean 1) without resampling, else ones."""
+        if self.resample:
+            return torch.ones(len(index))
+        return torch.from_numpy(mass[index.numpy()] * self.n).float()
 
 
 def group_attribute_name(images: ImageSet, requested: str) -> str:

@@ -14,8 +14,9 @@ On the same fine-tuning code as "sd" (sd.py), FairGen changes three things:
    UNet; Diffusion-DPO (Wallace et al.: frozen reference, shared noise, beta 5000) is an option.
    Pairs come from a physician JSONL file or, without one, from the automatic judge
    (_preferences.py); DPO starts at `dpo_start` x train_steps, when the auto pairs are sampled.
-4. the downstream inverse-performance group reweighting belongs to the classifier: FairGen
-   declares it in `classifier_params` for the runner to pass to the cell's classifier.
+4. the downstream inverse-performance group reweighting belongs to the classifier, not to this
+   generator: any cell turns it on with the classifier parameter group_reweighting =
+   "inverse_performance" (the standard grid runs fairgen and sd with and without it).
 
 Ablations from the released scripts: cbrs, sqrs (resampling only), cbdm-sd (shuffle + the
 diversity loss), cbcb (CBRS + the diversity loss).
@@ -99,8 +100,6 @@ class FairGen(StableDiffusionFinetune):
         "auto_pairs_per_cell": 8,
         "judge_epochs": 10,
     }
-    #: what the cell's classifier should be given (FairGen step 4, inverse-performance reweighting)
-    classifier_params: ClassVar[dict[str, Any]] = {"group_reweighting": "inverse_performance"}
     configs: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {}, "paper": {**PAPER, "dpo_batch_size": 8}}
 
     def _check_params(self) -> None:
@@ -126,7 +125,6 @@ class FairGen(StableDiffusionFinetune):
         self._pairs: dict[str, torch.Tensor] | None = None
         self._reference = None
         self.stats["cells"] = float(len(self._cells))
-        self.stats["downstream_group_reweighting"] = float(bool(self.classifier_params))
         if self.params["dpo"] != "none":
             self.stats["auto_preferences"] = float(not self.params["preferences"])
 
@@ -253,36 +251,29 @@ class FairGen(StableDiffusionFinetune):
         ref_w, ref_l = ref.chunk(2)
         return diffusion_dpo_loss(loss_w, loss_l, ref_w, ref_l, self.params["diffusion_dpo_beta"])
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"classifier_params": self.classifier_params}
-
 
 class CBRS(FairGen):
     """Released train_text_to_imagecbrs.py: class-balanced resampling only."""
     name = "cbrs"
     defaults = {**FairGen.defaults, "resampling": "cbrs", "diversity_tau": 0.0, "dpo": "none"}
-    classifier_params: ClassVar[dict[str, Any]] = {}
 
 
 class SQRS(FairGen):
     """Released train_text_to_imagesqrs.py: square-root resampling only."""
     name = "sqrs"
     defaults = {**FairGen.defaults, "resampling": "sqrs", "diversity_tau": 0.0, "dpo": "none"}
-    classifier_params: ClassVar[dict[str, Any]] = {}
 
 
 class CBDMSD(FairGen):
     """Released train_text_to_imagecbdm.py: shuffled batches + the class-diversity loss."""
     name = "cbdm-sd"
     defaults = {**FairGen.defaults, "resampling": "shuffle", "dpo": "none"}
-    classifier_params: ClassVar[dict[str, Any]] = {}
 
 
 class CBCB(FairGen):
     """Released train_text_to_imagecbcb.py: CBRS + the class-diversity loss."""
     name = "cbcb"
     defaults = {**FairGen.defaults, "resampling": "cbrs", "dpo": "none"}
-    classifier_params: ClassVar[dict[str, Any]] = {}
 
 
 @hookimpl
