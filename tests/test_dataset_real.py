@@ -336,7 +336,7 @@ def write_chexpert_fixture(root: Path, findings: list[str], n: int = 12) -> Path
 FAIRGEN_CHEST = ["COVID-19", "Edema", "Lung Opacity", "No Finding", "Pleural Effusion"]
 
 
-def test_chexpert_combine_fixture_labels_sources_and_groups(tmp_path):
+def test_chexpert_combine_fixture_labels_sources_and_groups(tmp_path, monkeypatch):
     chexpert = write_chexpert_fixture(tmp_path / "CheXpert-v1.0-small", FAIRGEN_CHEST[1:])
     covid = write_covid_fixture(tmp_path / "covid")
     dataset = loader(CheXpertCombine, chexpert, tmp_path / "cache", covid_root=str(covid))
@@ -354,6 +354,7 @@ def test_chexpert_combine_fixture_labels_sources_and_groups(tmp_path):
             else:  # the collection: "F"/"M"/unknown, COVID-19 or No Finding only
                 n = int(sample.split("images/x")[1].split(".")[0])
                 assert (label, sex, source) == ({0: 0, 2: 3, 3: 0}[n % 4], [1, 0, -1][n % 3], 1)
+    monkeypatch.setenv(_real.DATA_ENV, str(tmp_path / "no-data"))  # no collection at the default root either
     with pytest.raises(DataError, match="(?s)covid_root.*ieee8023"):
         loader(CheXpertCombine, chexpert, tmp_path / "cache").load(0)
 
