@@ -24,7 +24,7 @@ def test_standard_real_runs_on_the_shared_data_from_the_default_roots(tmp_path, 
     monkeypatch.delenv(_real.DATA_ENV, raising=False)
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     grid = apply_overrides(load_grid("standard-real"), ["small_cnn.epochs=1"])
-    grid.seeds, grid.executor = 2, "serial"
+    grid.seeds = 2
     summary = run_grid(grid, tmp_path / "run", tmp_path / "cache", only={"generator": ["none"]})
     assert summary.failed == []
     rows = records.load(summary.run_dir)
