@@ -120,6 +120,16 @@ def test_class_balance_gives_each_class_equal_mass():
     np.testing.assert_allclose([mass[labels == c].sum() for c in range(3)], [1 / 3] * 3)
 
 
+def test_class_balance_over_weighted_samples_is_not_applied_twice():
+    # a reweighting baseline has already given the rare class 1 twice the weight of class 0:
+    # class balance on top must give each class half of the mass, not favour class 1 again
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    weights = np.array([0.25, 0.25, 0.25, 0.25, 1.0, 1.0, 0.0])
+    mass = training.sampling_mass(weights, labels, 2, "class")
+    np.testing.assert_allclose([mass[labels == c].sum() for c in range(2)], [0.5, 0.5])
+    assert mass[6] == 0  # a row the baseline left out stays out
+
+
 def test_focal_loss_matches_hand_computation():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     targets = torch.tensor([0, 0])

@@ -47,7 +47,23 @@ def test_missing_root_says_where_to_get_the_data_and_the_layout(tmp_path):
             cls(root=str(tmp_path / "absent")).load(0)
         assert cls.source.split()[0] in str(error.value) and "layout" in str(error.value)
     with pytest.raises(DataError, match="no root given"):
+        CheXpert().load(0)
+
+
+def test_an_empty_root_means_the_loaders_folder_under_harness_data(tmp_path, monkeypatch):
+    monkeypatch.setenv(_real.DATA_ENV, str(tmp_path))
+    with pytest.raises(DataError, match=f"{tmp_path / 'covid-chestxray'}.*HARNESS_DATA"):
         CovidChestXray().load(0)
+    root = write_covid_fixture(tmp_path / "covid-chestxray")
+    assert CovidChestXray().root() == root.resolve()
+    assert CovidChestXray(root=str(tmp_path / "elsewhere")).params["root"]  # an explicit root wins
+    with pytest.raises(DataError, match="elsewhere"):
+        CovidChestXray(root=str(tmp_path / "elsewhere")).root()
+
+
+def test_without_harness_data_the_default_is_shared_data_beside_the_checkout(monkeypatch):
+    monkeypatch.delenv(_real.DATA_ENV, raising=False)
+    assert _real.data_home().resolve() == SHARED.resolve()
 
 
 def test_cache_is_reused_and_depends_on_resolution(tmp_path, monkeypatch):
@@ -320,7 +336,7 @@ def write_chexpert_fixture(root: Path, findings: list[str], n: int = 12) -> Path
 FAIRGEN_CHEST = ["COVID-19", "Edema", "Lung Opacity", "No Finding", "Pleural Effusion"]
 
 
-def test_chexpert_combine_fixture_labels_sources_and_groups(tmp_path):
+def test_chexpert_combine_fixture_labels_sources_and_groups(tmp_path, monkeypatch):
     chexpert = write_chexpert_fixture(tmp_path / "CheXpert-v1.0-small", FAIRGEN_CHEST[1:])
     covid = write_covid_fixture(tmp_path / "covid")
     dataset = loader(CheXpertCombine, chexpert, tmp_path / "cache", covid_root=str(covid))
@@ -338,6 +354,7 @@ def test_chexpert_combine_fixture_labels_sources_and_groups(tmp_path):
             else:  # the collection: "F"/"M"/unknown, COVID-19 or No Finding only
                 n = int(sample.split("images/x")[1].split(".")[0])
                 assert (label, sex, source) == ({0: 0, 2: 3, 3: 0}[n % 4], [1, 0, -1][n % 3], 1)
+    monkeypatch.setenv(_real.DATA_ENV, str(tmp_path / "no-data"))  # no collection at the default root either
     with pytest.raises(DataError, match="(?s)covid_root.*ieee8023"):
         loader(CheXpertCombine, chexpert, tmp_path / "cache").load(0)
 

@@ -196,10 +196,12 @@ def inverse_performance_weights(previous_accuracy: np.ndarray | None, num_groups
     return inverse / inverse.sum()
 
 
-def class_balance_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-sample 1/n_class, so every present class gets the same sampling mass."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return 1.0 / counts[labels]
+def class_balance_weights(labels: np.ndarray, num_classes: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample 1 / (its class's total weight; the count without weights), so every present
+    class gets the same sampling mass, also when the samples carry weights (a resampling or
+    reweighting baseline's) that are multiplied in."""
+    totals = np.bincount(labels, weights=weights, minlength=num_classes).astype(np.float64)
+    return 1.0 / np.where(totals > 0, totals, 1.0)[labels]
 
 
 def per_sample_group_weights(groups: np.ndarray, group_weights: np.ndarray) -> np.ndarray:
@@ -218,7 +220,7 @@ def sampling_mass(base_weights: np.ndarray, labels: np.ndarray, num_classes: int
     (label_balance_weights)."""
     mass = np.asarray(base_weights, dtype=np.float64).copy()
     if balance == "class" and labels.ndim == 1:
-        mass *= class_balance_weights(labels, num_classes)
+        mass *= class_balance_weights(labels, num_classes, mass)
     if group_weights is not None:
         mass *= per_sample_group_weights(groups, group_weights)
     return mass / mass.sum()

@@ -24,6 +24,17 @@ from PIL import Image
 from harness import Dataset, DataError, ImageSet, Splits, progress
 
 
+#: environment variable naming the folder that holds the real datasets, one subfolder each (`data_folder`)
+DATA_ENV = "HARNESS_DATA"
+#: where the data live when DATA_ENV is unset: shared/data beside the project checkout (../shared/data)
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def data_home() -> Path:
+    """The folder of the real datasets: $HARNESS_DATA, else ../shared/data beside the checkout."""
+    return Path(os.path.expanduser(os.environ[DATA_ENV])) if os.environ.get(DATA_ENV) else SHARED_DATA
+
+
 def default_cache() -> Path:
     """datasets/ in the run's cache (HARNESS_CACHE, which `harness run` sets to its --cache)."""
     return Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "harness") / "datasets"
@@ -38,6 +49,8 @@ class RealDataset(Dataset):
     source: ClassVar[str] = ""
     #: the expected on-disk layout under root (shown when it is missing)
     layout: ClassVar[str] = ""
+    #: the loader's folder under data_home(): its root when the `root` parameter is empty
+    data_folder: ClassVar[str] = ""
     #: files that must exist under root
     required: ClassVar[list[str]] = []
     channels: ClassVar[int] = 3
@@ -72,12 +85,17 @@ class RealDataset(Dataset):
 
     # -- shared ----------------------------------------------------------------------------
     def root(self) -> Path:
-        root = Path(os.path.expanduser(self.params["root"] or "")).resolve() if self.params["root"] else None
+        """The `root` parameter, else data_home()/data_folder for a loader with a data_folder."""
+        given = self.params["root"] or (str(data_home() / self.data_folder) if self.data_folder else "")
+        root = Path(os.path.expanduser(given)).resolve() if given else None
         missing = [] if root and root.is_dir() else ["."]
         if root and not missing:
             missing = [name for name in self.required if not (root / name).exists()]
         if missing:
             where = f"{root}" if root else "(no root given: set the dataset parameter root = \"PATH\")"
+            if root and not self.params["root"]:
+                where += (f" (the default: ${DATA_ENV}/{self.data_folder}, or {SHARED_DATA / self.data_folder} "
+                          f"when {DATA_ENV} is unset; set {DATA_ENV} or the dataset parameter root = \"PATH\")")
             raise DataError(f"dataset '{self.name}': data not found at {where}; missing {missing}.\n"
                             f"Get it from: {self.source}\nExpected layout under root:\n{self.layout}")
         return root

@@ -69,6 +69,7 @@ class CovidChestXray(RealDataset):
     high_risk_classes: ClassVar[list[str]] = ["COVID-19"]
     sensitive_attributes: ClassVar[list[str]] = ["sex", "age", "site"]
     vocabularies = {"sex": ["female", "male"], "age": AGE_NAMES}
+    data_folder = "covid-chestxray"
     required = ["metadata.csv", "images"]
     source = "https://github.com/ieee8023/covid-chestxray-dataset (or ../shared/data/covid-chestxray here)"
     layout = ("  metadata.csv     the original columns (patientid, sex, age, finding, view, modality, location, "

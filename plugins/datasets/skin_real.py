@@ -140,6 +140,7 @@ class Isic2017(RealDataset):
     high_risk_classes: ClassVar[list[str]] = ["melanoma"]
     sensitive_attributes: ClassVar[list[str]] = ["sex", "age"]
     vocabularies = {"sex": ["female", "male"], "age": ["<40", "40-59", "60+"]}
+    data_folder = "isic2017"
     parts = {"Training": "train", "Validation": "val"}
     required = [f"ISIC-2017_{part}_{what}" for part in parts for what in ("Data", "Data_metadata.csv", "Classes.csv")]
     source = "https://challenge.isic-archive.com/data/#2017 (or ../shared/data/isic2017 here, resized to 256 px)"
