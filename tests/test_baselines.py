@@ -103,7 +103,7 @@ def test_the_runner_hands_the_baseline_weights_to_the_classifier(tmp_path, toy_p
     assert len(keys) == 3
 
 
-@pytest.mark.parametrize("name", ["smoke", "standard", "standard-covid", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "standard", "standard-covid", "paper", "sd-family", "ratio-sweep"])
 def test_shipped_grids_run_the_baselines_in_every_scenario(name):
     grid = load_grid(name)
     specs = {spec.name: spec for spec in grid.generators}

@@ -93,7 +93,7 @@ def test_an_entry_can_be_limited_to_some_scenarios():
         parse_grid(TINY_GRID.replace('name = "oversample"', 'name = "oversample"\nscenarios = ["cap10"]'))
 
 
-@pytest.mark.parametrize("name", ["smoke", "standard", "standard-covid", "paper", "sd-family"])
+@pytest.mark.parametrize("name", ["smoke", "standard", "standard-covid", "paper", "sd-family", "ratio-sweep"])
 def test_every_shipped_grid_names_real_plugins_parameters_and_scenarios(name):
     from harness.registry import Registry
     from harness.runner import check_grid

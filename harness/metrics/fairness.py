@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from harness.metrics.groupstats import as_group_values, class_aucs, counts, evaluated_classes, ratio, valid_groups
+from harness.metrics.groupstats import class_aucs, counts, evaluated_classes, ratio, valid_groups
 from harness.metrics.registry import HIGHER, LOWER, EvalInput, MetricValue, aggregate, register_metric
 from harness.metrics.utility import accuracy_rows, auc_rows, group_accuracy, group_auc
 
