@@ -2,7 +2,7 @@
 # Regenerate leaderboards/real/ by running the standard-real grid on the real data (never edit it by hand).
 # Usage: scripts/update_real_leaderboard.sh [RUN_DIR [HARNESS_RUN_OPTIONS...]]
 # e.g. scripts/update_real_leaderboard.sh runs/standard-real --only generator=none,oversample publishes
-# a part of the grid; the board's README then lists the cells it lacks.
+# a part of the grid; its manifest.json records the --only.
 # The data are found as the grid's loaders find them: $HARNESS_DATA/{isic2017,covid-chestxray}, or
 # ../shared/data beside the checkout. The run resumes: an interrupted or finished RUN_DIR keeps its
 # cells, so with a finished one only the publishing runs.
