@@ -3,8 +3,6 @@ each paper's method needs (skin-diff on its no-dark-skin scenarios, Khosravi et 
 supplementation on chest X-rays, the real-data tier), with plugins that accept their data."""
 from __future__ import annotations
 
-import pytest
-
 from harness.cli import main
 from harness.grid import load_grid
 from harness.registry import Registry

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 import shutil
 from pathlib import Path
@@ -23,36 +22,7 @@ from harness.leaderboard import load_summary, records_frame, render
 from harness.registry import Registry
 from harness.report import (BASELINE_COLOUR, PALETTE, build_report, confusion_tables, findings, group_bars,
                             group_order, method_colours)
-
-GRID = """
-name = "report-tiny"
-seeds = 3
-splits = ["test"]
-
-[[dataset]]
-name = "derm"
-scenarios = ["natural", "cap100"]
-params = { n_train = 240, n_val = 60, n_test = 150, resolution = 16 }
-
-[[generator]]
-name = "none"
-
-[[generator]]
-name = "noisy_copy"
-
-[[generator]]
-name = "oversample"
-
-[[sampling]]
-strategy = "fair"
-ratio = 1.0
-
-[[classifier]]
-name = "centroid"
-"""
-
-
-TOY_PLUGINS = str(Path(__file__).parent / "fixtures" / "toy_plugins.py")
+from report_toys import GRID, TOY_PLUGINS
 
 
 @pytest.fixture(scope="module")

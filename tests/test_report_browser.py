@@ -10,38 +10,13 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from report_toys import GRID, TOY_PLUGINS
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
 
 WIDTH = 1280
 CHROMIUM = next((path for path in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if path), None)
-TOY_PLUGINS = str(Path(__file__).parent / "fixtures" / "toy_plugins.py")
-GRID = """
-name = "report-browser"
-seeds = 3
-splits = ["test"]
 
-[[dataset]]
-name = "derm"
-scenarios = ["natural", "cap100"]
-params = { n_train = 240, n_val = 60, n_test = 150, resolution = 16 }
-
-[[generator]]
-name = "none"
-
-[[generator]]
-name = "noisy_copy"
-
-[[generator]]
-name = "oversample"
-
-[[sampling]]
-strategy = "fair"
-ratio = 1.0
-
-[[classifier]]
-name = "centroid"
-"""
 
 #: every <table> whose nearest scrolling ancestor is missing or wider than the window
 TABLES_NOT_IN_SCROLL_BOX = """(width) => [...document.querySelectorAll('table')].filter(table => {
