@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from harness import records
 from harness.grid import load_grid
 from harness.runner import run_grid
